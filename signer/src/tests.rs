@@ -1,0 +1,63 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+#[test]
+fn rejects_bad_keys_without_echoing_them() {
+    let cases: &[(&str, &str)] = &[
+        ("empty", "  "),
+        ("garbage", "not a key at all secretsecret"),
+        ("bad pem", "-----BEGIN PRIVATE KEY-----\nAAAAsecretsecret\n-----END PRIVATE KEY-----"),
+        ("bad sec1", "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----"),
+        ("rsa jwk", r#"{"kty":"RSA","n":"secretsecret","e":"AQAB","d":"secretsecret"}"#),
+        ("public-only jwk", r#"{"kty":"EC","crv":"P-256","x":"secretsecret","y":"AAAA"}"#),
+    ];
+    for (name, input) in cases {
+        let err = LocalSigner::from_encoded(input).expect_err(name);
+        assert!(!err.to_string().contains("secretsecret"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn loads_jwk_private_key() {
+    let a = LocalSigner::generate();
+    let sk = p256::SecretKey::from_pkcs8_pem(&a.to_pkcs8_pem().unwrap()).unwrap();
+    use p256::pkcs8::DecodePrivateKey as _;
+    let jwk = sk.to_jwk_string();
+    let b = LocalSigner::from_encoded(&jwk).unwrap();
+    assert_eq!(a.key_id(), b.key_id());
+    assert!(format!("{b:?}").contains("redacted"));
+}
+
+#[test]
+fn public_jwk_normalization() {
+    let good = LocalSigner::generate().public_jwk().clone();
+    assert!(good.clone().normalized().is_ok());
+    let mut rsa = good.clone();
+    rsa.kty = "RSA".into();
+    assert!(rsa.normalized().is_err());
+    let mut off_curve = good.clone();
+    off_curve.y = off_curve.x.clone();
+    assert!(off_curve.normalized().is_err());
+    let mut wrong_alg = good;
+    wrong_alg.alg = Some("RS256".into());
+    assert!(wrong_alg.normalized().is_err());
+}
+
+#[test]
+fn der_signatures_become_low_s_jose() {
+    use p256::ecdsa::signature::Signer as _;
+    let key = p256::ecdsa::SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    for i in 0..32u8 {
+        let sig: p256::ecdsa::Signature = key.sign(&[i]);
+        // Force the high-S form half of the time, as KMS returns it.
+        let s = sig.s();
+        let high = p256::ecdsa::Signature::from_scalars(sig.r(), -*s).unwrap();
+        for variant in [sig, high] {
+            let jose = der_to_jose_low_s(variant.to_der().as_bytes()).unwrap();
+            let back = p256::ecdsa::Signature::from_slice(&jose).unwrap();
+            assert!(back.normalize_s().is_none(), "must already be low-S");
+        }
+    }
+    assert!(der_to_jose_low_s(b"\x30\x02\x01").is_err());
+}
