@@ -1,0 +1,281 @@
+//! Per-cluster cache of issuer keys: discovery document + JWKS, TTL, one rate-limited refresh
+//! on an unknown `kid`, single-flight fetches and stale-on-error grace.
+//!
+//! The fetch is sans-IO: [`discovery_request`]/[`parse_discovery`] and [`jwks_request`]/
+//! [`parse_jwks_response`] are pure; the I/O is one call through the [`HttpClient`].
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::{Cluster, KeyCacheConfig};
+use crate::jose::{self, VerifyKey};
+use crate::ports::{HttpClient, MAX_UPSTREAM_BODY};
+
+/// Why fresh keys could not be had (logged at warn; the client sees a generic 503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    #[error("request to the issuer failed")]
+    Transport,
+    #[error("issuer answered with a non-200 status")]
+    Status,
+    #[error("issuer response is too large")]
+    TooLarge,
+    #[error("discovery document is invalid")]
+    BadDiscovery,
+    #[error("discovery issuer does not match the configured issuer")]
+    IssuerMismatch,
+    #[error("discovery jwks_uri is not an allowed URL")]
+    BadJwksUri,
+    #[error("JWKS is invalid")]
+    BadJwks,
+    #[error("a recent fetch failed; backing off")]
+    BackingOff,
+}
+
+/// Keys of one cluster as of one fetch.
+#[derive(Debug)]
+pub struct KeySnapshot {
+    pub keys: Vec<VerifyKey>,
+    pub fetched_at: u64,
+}
+
+impl KeySnapshot {
+    fn has_kid(&self, kid: Option<&str>) -> bool {
+        match kid {
+            None => true,
+            Some(k) => self.keys.iter().any(|key| key.kid.as_deref() == Some(k)),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    snapshot: Option<Arc<KeySnapshot>>,
+    /// Bumped after every fetch attempt, successful or not.
+    generation: u64,
+    last_kid_refresh: Option<u64>,
+    last_failure: Option<u64>,
+}
+
+/// How long after a failed fetch requests get 503 without fetching again.
+const FAILURE_BACKOFF: u64 = 1;
+
+#[derive(Debug, Default)]
+struct Slot {
+    state: Mutex<State>,
+    refresh: async_lock::Mutex<()>,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means another request panicked mid-update; the state is
+        // still a consistent value (every update is a single assignment).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Why a lookup wants a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    Cold,
+    Expired,
+    UnknownKid,
+}
+
+enum Plan {
+    Use(Arc<KeySnapshot>),
+    Fetch(Reason),
+    Fail,
+}
+
+/// The key cache of all clusters (indexed like `Config::clusters`).
+#[derive(Debug)]
+pub struct KeyCache {
+    slots: Vec<Slot>,
+    tuning: KeyCacheConfig,
+}
+
+impl KeyCache {
+    pub fn new(clusters: usize, tuning: KeyCacheConfig) -> Self {
+        KeyCache {
+            slots: (0..clusters).map(|_| Slot::default()).collect(),
+            tuning,
+        }
+    }
+
+    fn plan(&self, st: &State, kid: Option<&str>, now: u64) -> Plan {
+        let t = &self.tuning;
+        let recently_failed = st.last_failure.is_some_and(|f| now < f + FAILURE_BACKOFF);
+        match &st.snapshot {
+            None if recently_failed => Plan::Fail,
+            None => Plan::Fetch(Reason::Cold),
+            Some(s) if now < s.fetched_at + t.ttl => {
+                if s.has_kid(kid) {
+                    Plan::Use(s.clone())
+                } else if st
+                    .last_kid_refresh
+                    .is_none_or(|r| now >= r + t.min_refresh_interval)
+                {
+                    Plan::Fetch(Reason::UnknownKid)
+                } else {
+                    Plan::Use(s.clone())
+                }
+            }
+            Some(s) if recently_failed && now < s.fetched_at + t.ttl + t.stale_grace => {
+                Plan::Use(s.clone())
+            }
+            Some(_) => Plan::Fetch(Reason::Expired),
+        }
+    }
+
+    /// The keys to verify a token of cluster `idx` whose header names `kid`. May fetch.
+    /// The returned snapshot may still lack `kid` (the caller then rejects the token).
+    pub async fn keys(
+        &self,
+        idx: usize,
+        cluster: &Cluster,
+        kid: Option<&str>,
+        now: u64,
+        http: &dyn HttpClient,
+    ) -> Result<Arc<KeySnapshot>, FetchError> {
+        let slot = self.slots.get(idx).ok_or(FetchError::Transport)?;
+        let (plan, seen_generation) = {
+            let st = slot.lock();
+            (self.plan(&st, kid, now), st.generation)
+        };
+        let reason = match plan {
+            Plan::Use(s) => return Ok(s),
+            Plan::Fail => return Err(FetchError::BackingOff),
+            Plan::Fetch(reason) => reason,
+        };
+
+        // Single flight: one fetch per cluster at a time; whoever waited uses its result.
+        let _guard = slot.refresh.lock().await;
+        {
+            let st = slot.lock();
+            if st.generation != seen_generation {
+                return match &st.snapshot {
+                    Some(s) if now < s.fetched_at + self.tuning.ttl + self.tuning.stale_grace => {
+                        Ok(s.clone())
+                    }
+                    _ => Err(FetchError::BackingOff),
+                };
+            }
+        }
+
+        let result = fetch_keys(cluster, http).await;
+        let mut st = slot.lock();
+        st.generation += 1;
+        if reason == Reason::UnknownKid {
+            st.last_kid_refresh = Some(now);
+        }
+        match result {
+            Ok(keys) => {
+                tracing::debug!(cluster = %cluster.name, keys = keys.len(), ?reason, "issuer keys fetched");
+                let snap = Arc::new(KeySnapshot {
+                    keys,
+                    fetched_at: now,
+                });
+                st.snapshot = Some(snap.clone());
+                st.last_failure = None;
+                Ok(snap)
+            }
+            Err(err) => {
+                st.last_failure = Some(now);
+                match &st.snapshot {
+                    Some(s) if now < s.fetched_at + self.tuning.ttl + self.tuning.stale_grace => {
+                        tracing::warn!(cluster = %cluster.name, error = %err, "issuer key refresh failed; serving cached keys");
+                        Ok(s.clone())
+                    }
+                    _ => {
+                        tracing::warn!(cluster = %cluster.name, error = %err, "issuer keys unavailable");
+                        Err(err)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn get(url: &Url) -> http::Request<Vec<u8>> {
+    let mut req = http::Request::new(Vec::new());
+    *req.method_mut() = http::Method::GET;
+    // A parsed `Url` is always a valid URI.
+    *req.uri_mut() = url.as_str().parse().unwrap_or_default();
+    req.headers_mut().insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    req
+}
+
+/// GET of the discovery document.
+pub fn discovery_request(url: &Url) -> http::Request<Vec<u8>> {
+    get(url)
+}
+
+/// GET of the JWKS.
+pub fn jwks_request(url: &Url) -> http::Request<Vec<u8>> {
+    get(url)
+}
+
+fn body_of(resp: &http::Response<Vec<u8>>) -> Result<&[u8], FetchError> {
+    if resp.status() != http::StatusCode::OK {
+        return Err(FetchError::Status);
+    }
+    if resp.body().len() > MAX_UPSTREAM_BODY {
+        return Err(FetchError::TooLarge);
+    }
+    Ok(resp.body())
+}
+
+/// Checks a discovery response and returns its `jwks_uri`.
+pub fn parse_discovery(
+    resp: &http::Response<Vec<u8>>,
+    cluster: &Cluster,
+) -> Result<Url, FetchError> {
+    #[derive(Deserialize)]
+    struct Doc {
+        issuer: String,
+        jwks_uri: String,
+    }
+    let doc: Doc = serde_json::from_slice(body_of(resp)?).map_err(|_| FetchError::BadDiscovery)?;
+    if doc.issuer != cluster.issuer {
+        return Err(FetchError::IssuerMismatch);
+    }
+    let url = Url::parse(&doc.jwks_uri).map_err(|_| FetchError::BadJwksUri)?;
+    if !cluster.url_allowed(&url) {
+        return Err(FetchError::BadJwksUri);
+    }
+    Ok(url)
+}
+
+/// Parses a JWKS response into usable keys.
+pub fn parse_jwks_response(resp: &http::Response<Vec<u8>>) -> Result<Vec<VerifyKey>, FetchError> {
+    jose::parse_jwks(body_of(resp)?).map_err(|_| FetchError::BadJwks)
+}
+
+async fn call(
+    http: &dyn HttpClient,
+    req: http::Request<Vec<u8>>,
+) -> Result<http::Response<Vec<u8>>, FetchError> {
+    http.execute(req).await.map_err(|e| match e {
+        crate::ports::HttpError::BodyTooLarge => FetchError::TooLarge,
+        _ => FetchError::Transport,
+    })
+}
+
+async fn fetch_keys(
+    cluster: &Cluster,
+    http: &dyn HttpClient,
+) -> Result<Vec<VerifyKey>, FetchError> {
+    let jwks_url = match (&cluster.jwks_url, &cluster.discovery_url) {
+        (Some(u), _) => u.clone(),
+        (None, Some(d)) => parse_discovery(&call(http, discovery_request(d)).await?, cluster)?,
+        (None, None) => return Err(FetchError::BadDiscovery),
+    };
+    parse_jwks_response(&call(http, jwks_request(&jwks_url)).await?)
+}

@@ -1,0 +1,235 @@
+use super::*;
+
+const CLUSTER: &str = r#"
+[[clusters]]
+name = "prod-eu"
+issuer = "https://oidc.eks.eu-west-1.amazonaws.com/id/ABCD"
+audiences = ["txbridge"]
+"#;
+
+fn with(top: &str, rest: &str) -> String {
+    format!("issuer = \"https://tts.example.com\"\n{top}\n{CLUSTER}\n{rest}")
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = Config::from_toml_str(&with("", "")).unwrap();
+    assert_eq!(c.trust_domain(), "https://tts.example.com");
+    assert_eq!(c.token_lifetime(), 300);
+    assert_eq!(c.leeway(), 30);
+    assert_eq!(c.max_subject_token_lifetime(), 86400);
+    assert_eq!(c.signer().kind, SignerKind::Local);
+    let cl = &c.clusters()[0];
+    assert_eq!(
+        cl.discovery_url.as_ref().unwrap().as_str(),
+        "https://oidc.eks.eu-west-1.amazonaws.com/id/ABCD/.well-known/openid-configuration"
+    );
+    assert_eq!(cl.algorithms, vec![Algorithm::RS256, Algorithm::ES256]);
+    assert_eq!(c.key_cache(), KeyCacheConfig::default());
+}
+
+#[test]
+fn kms_signer_and_mirror() {
+    let c = Config::from_toml_str(&format!(
+        r#"issuer = "https://tts.example.com"
+trust_domain = "https://td.example.com"
+token_lifetime = "10m"
+[signer]
+kind = "kms"
+key_id = "alias/txbridge"
+previous_key_ids = ["arn:aws:kms:eu-west-1:111122223333:key/abc"]
+[[clusters]]
+name = "self-managed"
+issuer = "https://kubernetes.default.svc"
+discovery_url = "https://mirror.example.com/sm/.well-known/openid-configuration"
+audiences = ["txbridge"]
+algorithms = ["ES256"]
+[[policies]]
+cluster = "self-managed"
+namespace = "team-*"
+service_account = "*"
+scopes = ["a", "b", "a"]
+tctx_constraints = {{ namespace = "${{namespace}}" }}
+"#
+    ))
+    .unwrap();
+    assert_eq!(c.token_lifetime(), 600);
+    assert_eq!(
+        c.signer().kind,
+        SignerKind::Kms {
+            key_id: "alias/txbridge".into(),
+            previous_key_ids: vec!["arn:aws:kms:eu-west-1:111122223333:key/abc".into()]
+        }
+    );
+    assert_eq!(c.policies[0].scopes, vec!["a".to_string(), "b".to_string()]);
+}
+
+#[test]
+fn rejections_name_the_key() {
+    let table: Vec<(&str, String, &str)> = vec![
+        (
+            "unknown top key",
+            with("colour = \"blue\"", ""),
+            "unknown field",
+        ),
+        (
+            "unknown cluster key",
+            with("", "").replace("audiences", "audience = \"x\"\naudiences"),
+            "unknown field",
+        ),
+        (
+            "no clusters",
+            "issuer = \"https://tts.example.com\"".into(),
+            "at least one",
+        ),
+        (
+            "http issuer",
+            with("", "").replace("issuer = \"https://tts", "issuer = \"http://tts"),
+            "issuer",
+        ),
+        (
+            "http cluster issuer",
+            with("", "").replace("https://oidc.eks", "http://oidc.eks"),
+            "clusters[0].issuer",
+        ),
+        (
+            "http non-loopback with flag",
+            with("", "")
+                .replace("https://oidc.eks", "http://oidc.eks")
+                .replace(
+                    "audiences",
+                    "insecure_allow_http_loopback = true\naudiences",
+                ),
+            "loopback",
+        ),
+        (
+            "not a url",
+            with("", "").replace("https://oidc.eks.eu-west-1.amazonaws.com/id/ABCD", "oidc"),
+            "not a valid URL",
+        ),
+        (
+            "credentials in url",
+            with("", "").replace("https://oidc", "https://u:p@oidc"),
+            "credentials",
+        ),
+        (
+            "empty audiences",
+            with("", "").replace("[\"txbridge\"]", "[]"),
+            "audiences",
+        ),
+        (
+            "bad algorithm",
+            with("", "").replace("audiences", "algorithms = [\"HS256\"]\naudiences"),
+            "algorithms",
+        ),
+        (
+            "alg none",
+            with("", "").replace("audiences", "algorithms = [\"none\"]\naudiences"),
+            "algorithms",
+        ),
+        (
+            "lifetime too long",
+            with("token_lifetime = \"2h\"", ""),
+            "token_lifetime",
+        ),
+        (
+            "lifetime zero",
+            with("token_lifetime = \"0s\"", ""),
+            "token_lifetime",
+        ),
+        (
+            "lifetime garbage",
+            with("token_lifetime = \"soon\"", ""),
+            "token_lifetime",
+        ),
+        ("leeway too long", with("leeway = \"1h\"", ""), "leeway"),
+        (
+            "bad cluster name",
+            with("", "").replace("prod-eu", "Prod EU"),
+            "name",
+        ),
+        ("duplicate cluster", with("", CLUSTER), "not unique"),
+        (
+            "kms without key",
+            with("[signer]\nkind = \"kms\"", ""),
+            "key_id",
+        ),
+        (
+            "local with key id",
+            with("[signer]\nkind = \"local\"\nkey_id = \"x\"", ""),
+            "kms",
+        ),
+        (
+            "unknown signer",
+            with("[signer]\nkind = \"vault\"", ""),
+            "signer.kind",
+        ),
+        (
+            "bad previous key",
+            with(
+                "[signer]\nkind = \"local\"\nprevious_public_keys = [{kty = \"EC\", crv = \"P-256\", x = \"AA\", y = \"AA\"}]",
+                "",
+            ),
+            "previous_public_keys[0]",
+        ),
+        (
+            "policy unknown cluster",
+            with(
+                "",
+                "[[policies]]\ncluster = \"nope\"\nnamespace = \"a\"\nservice_account = \"b\"\nscopes = []",
+            ),
+            "policies[0].cluster",
+        ),
+        (
+            "policy bad glob",
+            with(
+                "",
+                "[[policies]]\ncluster = \"*\"\nnamespace = \"A/B\"\nservice_account = \"b\"\nscopes = []",
+            ),
+            "policies[0].namespace",
+        ),
+        (
+            "policy bad scope",
+            with(
+                "",
+                "[[policies]]\ncluster = \"*\"\nnamespace = \"a\"\nservice_account = \"b\"\nscopes = [\"a b\"]",
+            ),
+            "scopes",
+        ),
+        (
+            "policy unknown key",
+            with(
+                "",
+                "[[policies]]\ncluster = \"*\"\nnamespace = \"a\"\nservice_account = \"b\"\nscopes = []\nallow_all = true",
+            ),
+            "unknown field",
+        ),
+    ];
+    for (name, text, needle) in table {
+        let err = Config::from_toml_str(&text).expect_err(name).to_string();
+        assert!(
+            err.contains(needle),
+            "{name}: {err:?} should mention {needle:?}"
+        );
+    }
+}
+
+#[test]
+fn loopback_http_needs_the_flag() {
+    let text = with("", "").replace(
+        "https://oidc.eks.eu-west-1.amazonaws.com/id/ABCD",
+        "http://127.0.0.1:8080/clusters/a",
+    );
+    assert!(Config::from_toml_str(&text).is_err());
+    let text = text.replace(
+        "audiences",
+        "insecure_allow_http_loopback = true\naudiences",
+    );
+    assert!(Config::from_toml_str(&text).is_ok());
+}
+
+#[test]
+fn example_config_parses() {
+    let text = include_str!("../config.example.toml");
+    Config::from_toml_str(text).unwrap();
+}

@@ -1,0 +1,193 @@
+//! The one error type of the core, and its single mapping onto the wire.
+
+use http::StatusCode;
+
+/// OAuth 2.0 error codes (RFC 6749 §5.2, RFC 8693 §2.2.2) used on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidTarget,
+    TemporarilyUnavailable,
+    ServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::ServerError => "server_error",
+        }
+    }
+}
+
+/// Why a subject token was rejected. Each reason is a fixed string: nothing from the token is
+/// ever echoed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubjectTokenError {
+    #[error("token is too large")]
+    TooLarge,
+    #[error("token is not a compact JWS")]
+    Malformed,
+    #[error("token header is invalid")]
+    BadHeader,
+    #[error("token claims are invalid")]
+    BadClaims,
+    #[error("token uses a critical header extension")]
+    CritHeader,
+    #[error("signing algorithm is not allowed")]
+    AlgorithmNotAllowed,
+    #[error("issuer is not trusted")]
+    UntrustedIssuer,
+    #[error("signing key is unknown")]
+    UnknownKey,
+    #[error("signature is invalid")]
+    BadSignature,
+    #[error("token has no subject")]
+    MissingSubject,
+    #[error("token has no audience")]
+    MissingAudience,
+    #[error("audience is not accepted")]
+    WrongAudience,
+    #[error("token has no expiry")]
+    MissingExpiry,
+    #[error("token has no issued-at time")]
+    MissingIssuedAt,
+    #[error("token is expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token was issued in the future")]
+    IssuedInFuture,
+    #[error("token lifetime exceeds the maximum")]
+    LifetimeTooLong,
+    #[error("token is not a Kubernetes service account token")]
+    NotServiceAccount,
+    #[error("subject does not match the kubernetes.io claims")]
+    InconsistentSubject,
+}
+
+/// Everything that can go wrong while answering a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("content type must be application/x-www-form-urlencoded")]
+    UnsupportedContentType,
+    #[error("request body is not valid form encoding")]
+    MalformedBody,
+    #[error("missing parameter: {0}")]
+    MissingParameter(&'static str),
+    #[error("parameter given more than once: {0}")]
+    DuplicateParameter(&'static str),
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(&'static str),
+    #[error("unsupported grant_type")]
+    UnsupportedGrantType,
+    #[error("unsupported subject_token_type")]
+    UnsupportedSubjectTokenType,
+    #[error("unsupported requested_token_type")]
+    UnsupportedRequestedTokenType,
+    #[error("actor tokens are not supported")]
+    ActorTokenNotSupported,
+    #[error("the requested audience is not served")]
+    InvalidTarget,
+    #[error("requested scope is invalid or exceeds what the subject may be granted")]
+    InvalidScope,
+    #[error("invalid subject token: {0}")]
+    SubjectToken(#[from] SubjectTokenError),
+    #[error("subject not authorized")]
+    NotAuthorized,
+    #[error("request_details conflicts with the verified subject")]
+    RequestDetailsConflict,
+    #[error("request_context may not set a reserved claim")]
+    RequestContextReserved,
+    #[error("issuer keys are temporarily unavailable")]
+    UpstreamUnavailable,
+    #[error("token signing is temporarily unavailable")]
+    SigningUnavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+/// What goes on the wire for an error: status, OAuth code, generic description, extra headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub description: String,
+    pub retry_after: Option<u32>,
+    pub allow: Option<&'static str>,
+}
+
+impl From<&Error> for WireError {
+    fn from(err: &Error) -> Self {
+        use ErrorCode::*;
+        let (status, code) = match err {
+            Error::NotFound => (StatusCode::NOT_FOUND, InvalidRequest),
+            Error::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, InvalidRequest),
+            Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, InvalidRequest),
+            Error::UnsupportedGrantType => (StatusCode::BAD_REQUEST, UnsupportedGrantType),
+            Error::InvalidTarget => (StatusCode::BAD_REQUEST, InvalidTarget),
+            Error::InvalidScope => (StatusCode::BAD_REQUEST, InvalidScope),
+            Error::UpstreamUnavailable | Error::SigningUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, TemporarilyUnavailable)
+            }
+            Error::Internal => (StatusCode::INTERNAL_SERVER_ERROR, ServerError),
+            Error::UnsupportedContentType
+            | Error::MalformedBody
+            | Error::MissingParameter(_)
+            | Error::DuplicateParameter(_)
+            | Error::InvalidParameter(_)
+            | Error::UnsupportedSubjectTokenType
+            | Error::UnsupportedRequestedTokenType
+            | Error::ActorTokenNotSupported
+            | Error::SubjectToken(_)
+            | Error::NotAuthorized
+            | Error::RequestDetailsConflict
+            | Error::RequestContextReserved => (StatusCode::BAD_REQUEST, InvalidRequest),
+        };
+        let retry_after = match err {
+            Error::UpstreamUnavailable => Some(5),
+            Error::SigningUnavailable => Some(2),
+            _ => None,
+        };
+        let allow = match err {
+            Error::MethodNotAllowed { allow } => Some(*allow),
+            _ => None,
+        };
+        WireError {
+            status,
+            code,
+            // Every Display above is a fixed string or names a fixed parameter: safe to send.
+            description: err.to_string(),
+            retry_after,
+            allow,
+        }
+    }
+}
+
+impl WireError {
+    /// The RFC 6749 §5.2 JSON body.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "error": self.code.as_str(),
+            "error_description": self.description,
+        }))
+        .unwrap_or_default()
+    }
+}

@@ -1,0 +1,336 @@
+//! Strict parsing of the RFC 8693 token request into a typed [`ExchangeRequest`].
+
+use std::fmt;
+
+use crate::config::valid_scope_token;
+use crate::error::Error;
+
+pub const GRANT_TYPE_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub const TOKEN_TYPE_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+pub const TOKEN_TYPE_TXN_TOKEN: &str = "urn:ietf:params:oauth:token-type:txn_token";
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Largest `request_details` / `request_context` JSON, and their nesting depth.
+pub const MAX_JSON_PARAM: usize = 16 * 1024;
+pub const MAX_JSON_DEPTH: usize = 8;
+
+/// The subject token: redacted `Debug`, no `Display`, no `PartialEq`.
+pub struct SubjectToken(String);
+
+impl SubjectToken {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SubjectToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubjectToken([redacted])")
+    }
+}
+
+/// A token exchange request, parsed once.
+#[derive(Debug)]
+pub struct ExchangeRequest {
+    pub subject_token: SubjectToken,
+    pub subject_token_type: &'static str,
+    pub audience: Option<String>,
+    /// Requested scopes, de-duplicated in request order; None when `scope` was absent.
+    pub scope: Option<Vec<String>>,
+    pub request_details: serde_json::Map<String, serde_json::Value>,
+    pub request_context: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Is the content type `application/x-www-form-urlencoded` (parameters such as charset allowed)?
+pub fn is_form_content_type(value: Option<&http::HeaderValue>) -> bool {
+    let Some(v) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = v.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+}
+
+/// The parameters txbridge reads, as static names (so errors never echo request text).
+const KNOWN: &[&str] = &[
+    "grant_type",
+    "subject_token",
+    "subject_token_type",
+    "requested_token_type",
+    "audience",
+    "resource",
+    "scope",
+    "request_details",
+    "request_context",
+    "actor_token",
+    "actor_token_type",
+];
+
+fn json_depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(json_depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(json_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn json_object(
+    name: &'static str,
+    text: Option<String>,
+) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+    let Some(text) = text else {
+        return Ok(serde_json::Map::new());
+    };
+    if text.len() > MAX_JSON_PARAM {
+        return Err(Error::InvalidParameter(name));
+    }
+    // serde_json's own recursion limit (128) bounds the parse; the depth check bounds the output.
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|_| Error::InvalidParameter(name))?;
+    if json_depth(&value) > MAX_JSON_DEPTH {
+        return Err(Error::InvalidParameter(name));
+    }
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(Error::InvalidParameter(name)),
+    }
+}
+
+/// Parses the form body. Duplicate parameters are rejected (RFC 6749 §3.2), empty values are
+/// treated as absent, unknown parameters are ignored.
+pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Error> {
+    if body.len() > MAX_BODY {
+        return Err(Error::PayloadTooLarge);
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Err(Error::MalformedBody);
+    }
+    let mut values: [Option<String>; KNOWN.len()] = Default::default();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        let Some(i) = KNOWN.iter().position(|n| *n == k) else {
+            continue;
+        };
+        if values[i].is_some() {
+            // RFC 8693 allows several audience/resource values; txbridge serves only one target.
+            return Err(match KNOWN[i] {
+                "audience" | "resource" => Error::InvalidTarget,
+                name => Error::DuplicateParameter(name),
+            });
+        }
+        if v.contains('\u{FFFD}') {
+            return Err(Error::MalformedBody);
+        }
+        values[i] = Some(v.into_owned());
+    }
+    let mut take = |name: &str| {
+        let i = KNOWN.iter().position(|n| *n == name)?;
+        values[i].take().filter(|v| !v.is_empty())
+    };
+
+    match take("grant_type") {
+        None => return Err(Error::MissingParameter("grant_type")),
+        Some(g) if g == GRANT_TYPE_TOKEN_EXCHANGE => {}
+        Some(_) => return Err(Error::UnsupportedGrantType),
+    }
+    let subject_token = take("subject_token").ok_or(Error::MissingParameter("subject_token"))?;
+    let subject_token_type = match take("subject_token_type").as_deref() {
+        None => return Err(Error::MissingParameter("subject_token_type")),
+        Some(TOKEN_TYPE_JWT) => TOKEN_TYPE_JWT,
+        Some(TOKEN_TYPE_ID_TOKEN) => TOKEN_TYPE_ID_TOKEN,
+        Some(_) => return Err(Error::UnsupportedSubjectTokenType),
+    };
+    match take("requested_token_type").as_deref() {
+        None | Some(TOKEN_TYPE_TXN_TOKEN) => {}
+        Some(_) => return Err(Error::UnsupportedRequestedTokenType),
+    }
+    if take("actor_token").is_some() || take("actor_token_type").is_some() {
+        return Err(Error::ActorTokenNotSupported);
+    }
+    if take("resource").is_some() {
+        return Err(Error::InvalidTarget);
+    }
+    let audience = take("audience");
+    let scope = match take("scope") {
+        None => None,
+        Some(s) => {
+            let mut scopes: Vec<String> = Vec::new();
+            for tok in s.split(' ').filter(|t| !t.is_empty()) {
+                if !valid_scope_token(tok) {
+                    return Err(Error::InvalidScope);
+                }
+                if !scopes.iter().any(|x| x == tok) {
+                    scopes.push(tok.to_owned());
+                }
+            }
+            if scopes.len() > 64 {
+                return Err(Error::InvalidScope);
+            }
+            Some(scopes)
+        }
+    };
+    let request_details = json_object("request_details", take("request_details"))?;
+    let request_context = json_object("request_context", take("request_context"))?;
+    Ok(ExchangeRequest {
+        subject_token: SubjectToken(subject_token),
+        subject_token_type,
+        audience,
+        scope,
+        request_details,
+        request_context,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const BASE: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=a.b.c&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt";
+
+    #[test]
+    fn happy_path() {
+        let body = format!(
+            "{BASE}&scope=orders%3Aread+orders%3Aread+x&audience=https%3A%2F%2Ftd&request_details=%7B%22a%22%3A1%7D&foo=bar&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Atxn_token"
+        );
+        let r = parse(body.as_bytes()).unwrap();
+        assert_eq!(r.subject_token.expose(), "a.b.c");
+        assert_eq!(r.scope, Some(vec!["orders:read".into(), "x".into()]));
+        assert_eq!(r.audience.as_deref(), Some("https://td"));
+        assert_eq!(r.request_details["a"], 1);
+        assert!(!format!("{r:?}").contains("a.b.c"));
+    }
+
+    #[test]
+    fn rejections() {
+        let deep = format!("{}{}", "%5B".repeat(20), "%5D".repeat(20));
+        let table: Vec<(&str, String, &str)> = vec![
+            ("no grant_type", "subject_token=x".into(), "invalid_request"),
+            (
+                "wrong grant",
+                "grant_type=password&subject_token=x".into(),
+                "unsupported_grant_type",
+            ),
+            (
+                "no subject_token",
+                BASE.replace("subject_token=a.b.c", "subject_token="),
+                "invalid_request",
+            ),
+            (
+                "no subject_token_type",
+                BASE.replace(
+                    "&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt",
+                    "",
+                ),
+                "invalid_request",
+            ),
+            (
+                "bad subject_token_type",
+                BASE.replace("token-type%3Ajwt", "token-type%3Asaml2"),
+                "invalid_request",
+            ),
+            (
+                "bad requested_token_type",
+                format!(
+                    "{BASE}&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+                ),
+                "invalid_request",
+            ),
+            (
+                "duplicate subject_token",
+                format!("{BASE}&subject_token=x"),
+                "invalid_request",
+            ),
+            (
+                "duplicate grant_type",
+                format!("{BASE}&grant_type=x"),
+                "invalid_request",
+            ),
+            (
+                "two audiences",
+                format!("{BASE}&audience=a&audience=b"),
+                "invalid_target",
+            ),
+            (
+                "resource",
+                format!("{BASE}&resource=https%3A%2F%2Fx"),
+                "invalid_target",
+            ),
+            (
+                "actor token",
+                format!("{BASE}&actor_token=x"),
+                "invalid_request",
+            ),
+            (
+                "bad scope char",
+                format!("{BASE}&scope=a%22b"),
+                "invalid_scope",
+            ),
+            (
+                "details not object",
+                format!("{BASE}&request_details=%5B1%5D"),
+                "invalid_request",
+            ),
+            (
+                "details not json",
+                format!("{BASE}&request_details=nope"),
+                "invalid_request",
+            ),
+            (
+                "details deep",
+                format!("{BASE}&request_details=%7B%22a%22%3A{deep}%7D"),
+                "invalid_request",
+            ),
+            (
+                "details huge",
+                format!(
+                    "{BASE}&request_details=%7B%22a%22%3A%22{}%22%7D",
+                    "x".repeat(MAX_JSON_PARAM)
+                ),
+                "invalid_request",
+            ),
+            (
+                "context not object",
+                format!("{BASE}&request_context=1"),
+                "invalid_request",
+            ),
+            (
+                "bad percent utf8",
+                format!("{BASE}&scope=%FF"),
+                "invalid_request",
+            ),
+        ];
+        for (name, body, code) in table {
+            let err = parse(body.as_bytes()).expect_err(name);
+            assert_eq!(
+                crate::error::WireError::from(&err).code.as_str(),
+                code,
+                "{name}"
+            );
+        }
+        let huge = vec![b'a'; MAX_BODY + 1];
+        assert!(matches!(parse(&huge), Err(Error::PayloadTooLarge)));
+        assert!(matches!(parse(&[0xff, 0xfe]), Err(Error::MalformedBody)));
+    }
+
+    #[test]
+    fn content_types() {
+        let ok = [
+            "application/x-www-form-urlencoded",
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8",
+        ];
+        for v in ok {
+            assert!(
+                is_form_content_type(Some(&http::HeaderValue::from_static(v))),
+                "{v}"
+            );
+        }
+        for v in ["application/json", "multipart/form-data", "text/plain"] {
+            assert!(
+                !is_form_content_type(Some(&http::HeaderValue::from_static(v))),
+                "{v}"
+            );
+        }
+        assert!(!is_form_content_type(None));
+    }
+}

@@ -1,0 +1,161 @@
+//! Minting of Transaction Tokens (draft-ietf-oauth-transaction-tokens).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde_json::{Map, Value, json};
+use txbridge_signer::Signer;
+
+use crate::error::Error;
+use crate::jose::b64_encode;
+use crate::validate::Subject;
+
+/// JOSE `typ` of a Transaction Token.
+pub const TXN_TOKEN_TYP: &str = "txntoken+jwt";
+
+/// tctx keys txbridge sets from the verified subject.
+pub const TCTX_RESERVED: [&str; 3] = ["cluster", "namespace", "service_account"];
+/// rctx keys txbridge sets itself; `request_context` may never supply them.
+pub const RCTX_RESERVED: [&str; 3] = ["req_wl", "req_ip", "authn"];
+
+/// A signed TxToken: redacted `Debug`, no `Display`.
+pub struct TxToken(String);
+
+impl TxToken {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TxToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TxToken([redacted])")
+    }
+}
+
+/// What goes into a TxToken besides the service's own settings.
+#[derive(Debug)]
+pub struct Grant<'a> {
+    pub subject: &'a Subject,
+    pub scope: &'a [String],
+    pub req_wl: String,
+    pub req_ip: Option<IpAddr>,
+    pub authn: &'a str,
+    pub request_details: Map<String, Value>,
+    pub request_context: Map<String, Value>,
+}
+
+/// The result of minting.
+#[derive(Debug)]
+pub struct Minted {
+    pub token: TxToken,
+    pub txn: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// A fresh transaction id: 128 random bits, base64url.
+pub fn new_txn() -> Result<String, Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|_| Error::Internal)?;
+    Ok(b64_encode(&bytes))
+}
+
+/// `tctx`: request_details plus the verified cluster/namespace/service account. A details key
+/// that names one of those must carry the verified value.
+pub fn build_tctx(subject: &Subject, mut details: Map<String, Value>) -> Result<Value, Error> {
+    let verified = [
+        (TCTX_RESERVED[0], &subject.cluster),
+        (TCTX_RESERVED[1], &subject.namespace),
+        (TCTX_RESERVED[2], &subject.service_account),
+    ];
+    for (key, value) in verified {
+        match details.get(key) {
+            Some(Value::String(s)) if s == value => {}
+            Some(_) => return Err(Error::RequestDetailsConflict),
+            None => {}
+        }
+        details.insert(key.to_owned(), Value::String(value.clone()));
+    }
+    Ok(Value::Object(details))
+}
+
+/// `rctx`: request_context additions plus req_wl, req_ip and authn, which it cannot set.
+pub fn build_rctx(
+    req_wl: &str,
+    req_ip: Option<IpAddr>,
+    authn: &str,
+    mut context: Map<String, Value>,
+) -> Result<Value, Error> {
+    if RCTX_RESERVED.iter().any(|k| context.contains_key(*k)) {
+        return Err(Error::RequestContextReserved);
+    }
+    context.insert("req_wl".into(), Value::String(req_wl.to_owned()));
+    if let Some(ip) = req_ip {
+        context.insert("req_ip".into(), Value::String(ip.to_string()));
+    }
+    context.insert("authn".into(), Value::String(authn.to_owned()));
+    Ok(Value::Object(context))
+}
+
+/// Builds, signs and serializes a TxToken. `exp` never passes the subject token's `exp`.
+pub async fn mint(
+    issuer: &str,
+    trust_domain: &str,
+    lifetime: u64,
+    signer: &dyn Signer,
+    grant: Grant<'_>,
+    now: u64,
+) -> Result<Minted, Error> {
+    let Grant {
+        subject,
+        scope,
+        req_wl,
+        req_ip,
+        authn,
+        request_details,
+        request_context,
+    } = grant;
+    let exp = now.saturating_add(lifetime).min(subject.exp);
+    if exp <= now {
+        return Err(crate::error::SubjectTokenError::Expired.into());
+    }
+    let tctx = build_tctx(subject, request_details)?;
+    let rctx = build_rctx(&req_wl, req_ip, authn, request_context)?;
+    let txn = new_txn()?;
+    let claims = json!({
+        "iss": issuer,
+        "aud": trust_domain,
+        "iat": now,
+        "exp": exp,
+        "txn": txn,
+        "sub": format!("{}:{}", subject.cluster, subject.k8s_sub),
+        "scope": scope.join(" "),
+        "req_wl": req_wl,
+        "tctx": tctx,
+        "rctx": rctx,
+    });
+    let header = json!({
+        "alg": signer.alg(),
+        "typ": TXN_TOKEN_TYP,
+        "kid": signer.key_id(),
+    });
+    let header = serde_json::to_vec(&header).map_err(|_| Error::Internal)?;
+    let claims = serde_json::to_vec(&claims).map_err(|_| Error::Internal)?;
+    let mut token = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 100);
+    token.push_str(&b64_encode(&header));
+    token.push('.');
+    token.push_str(&b64_encode(&claims));
+    let signature = signer.sign(token.as_bytes()).await.map_err(|e| {
+        tracing::warn!(error = %e, txn = %txn, "signing failed");
+        Error::SigningUnavailable
+    })?;
+    token.push('.');
+    token.push_str(&b64_encode(&signature));
+    Ok(Minted {
+        token: TxToken(token),
+        txn,
+        iat: now,
+        exp,
+    })
+}

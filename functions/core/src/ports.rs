@@ -1,0 +1,59 @@
+//! The small traits a shell implements: outbound HTTP and the clock.
+
+/// Largest upstream (discovery, JWKS) body the core accepts. Shells cap their reads at this.
+pub const MAX_UPSTREAM_BODY: usize = 256 * 1024;
+
+/// Why an outbound request failed. Shells map their client's errors onto these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    #[error("upstream timed out")]
+    Timeout,
+    #[error("upstream connection failed")]
+    Connect,
+    #[error("upstream body too large")]
+    BodyTooLarge,
+    #[error("upstream request failed: {0}")]
+    Other(String),
+}
+
+/// Outbound HTTP: `http::Request<Vec<u8>>` in, `http::Response<Vec<u8>>` out. Implementations
+/// never follow redirects, enforce connect/total timeouts and cap the body at
+/// [`MAX_UPSTREAM_BODY`] (the core checks the size again).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait HttpClient: Send + Sync {
+    async fn execute(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError>;
+}
+
+/// The current time. Injected so tests can fix it.
+pub trait Clock: Send + Sync {
+    /// Unix time in seconds.
+    fn now(&self) -> u64;
+    /// Unix time in milliseconds (latency in logs); defaults to second precision.
+    fn now_millis(&self) -> u64 {
+        self.now().saturating_mul(1000)
+    }
+}
+
+/// The system clock (native targets; the Worker supplies its own from `Date.now()`).
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        self.now_millis() / 1000
+    }
+
+    fn now_millis(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}

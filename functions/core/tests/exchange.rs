@@ -1,0 +1,666 @@
+//! The exchange through the core handler: happy paths, every rejection with its exact OAuth
+//! error code, the issued TxToken's claims (verified independently), and the documents.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use futures::executor::block_on;
+use serde_json::{Value, json};
+use txbridge_core::ClientIp;
+use txbridge_signer::Signer as _;
+
+fn get(world: &World, path: &str) -> (u16, Value, http::HeaderMap) {
+    let req = http::Request::get(path).body(Vec::new()).unwrap();
+    let resp = block_on(world.bridge.handle(req));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (
+        status,
+        serde_json::from_slice(resp.body()).unwrap_or(Value::Null),
+        headers,
+    )
+}
+
+#[test]
+fn happy_path_both_clusters_with_independently_verified_claims() {
+    let w = World::new();
+    let (_, jwks, _) = get(&w, "/.well-known/jwks.json");
+    for (cluster, token) in [
+        ("alpha", w.alpha_token("payments", "checkout")),
+        ("beta", w.beta_token("payments", "checkout")),
+    ] {
+        let mut f = form(&token);
+        f.push(("scope", "orders:read".into()));
+        f.push(("audience", TD.into()));
+        f.push((
+            "request_details",
+            r#"{"order":"42","namespace":"payments"}"#.into(),
+        ));
+        f.push(("request_context", r#"{"purpose":"checkout"}"#.into()));
+        let (status, body, headers) = block_on(w.exchange_with(&pairs(&f), |req| {
+            req.extensions_mut()
+                .insert(ClientIp("203.0.113.7".parse().unwrap()));
+            req.headers_mut().insert(
+                "x-kontxt-workload",
+                "spiffe://example/ns/payments/sa/web".parse().unwrap(),
+            );
+        }));
+        assert_eq!(status, 200, "{cluster}: {body}");
+        assert_eq!(headers["cache-control"], "no-store");
+        assert_eq!(
+            body["issued_token_type"],
+            "urn:ietf:params:oauth:token-type:txn_token"
+        );
+        assert_eq!(body["token_type"], "N_A");
+        assert_eq!(body["expires_in"], 300);
+        assert_eq!(body["scope"], "orders:read");
+        let token = body["access_token"].as_str().unwrap();
+        let (header, claims) = verify_txtoken(&jwks, token);
+        assert_eq!(header.typ.as_deref(), Some("txntoken+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(w.signer.key_id()));
+        assert_eq!(claims["iss"], TD);
+        assert_eq!(claims["aud"], TD);
+        assert_eq!(claims["iat"], NOW);
+        assert_eq!(claims["exp"], NOW + 300);
+        assert_eq!(
+            claims["sub"],
+            format!("{cluster}:system:serviceaccount:payments:checkout")
+        );
+        assert_eq!(claims["scope"], "orders:read");
+        assert_eq!(claims["req_wl"], "spiffe://example/ns/payments/sa/web");
+        let txn = claims["txn"].as_str().unwrap();
+        assert!(txn.len() >= 22, "txn carries >= 128 bits");
+        assert_eq!(
+            claims["tctx"],
+            json!({"order": "42", "namespace": "payments", "cluster": cluster, "service_account": "checkout"})
+        );
+        assert_eq!(
+            claims["rctx"],
+            json!({"req_wl": "spiffe://example/ns/payments/sa/web", "req_ip": "203.0.113.7",
+                   "authn": "urn:ietf:params:oauth:token-type:jwt", "purpose": "checkout"})
+        );
+    }
+}
+
+#[test]
+fn defaults_no_scope_grants_ceiling_and_req_wl_is_own_identity() {
+    let w = World::new();
+    let token = w.alpha_token("team-a", "reporter");
+    let (status, body, _) = block_on(w.exchange(&pairs(&form(&token))));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "reports:read");
+    let (_, jwks, _) = get(&w, "/.well-known/jwks.json");
+    let (_, claims) = verify_txtoken(&jwks, body["access_token"].as_str().unwrap());
+    assert_eq!(claims["req_wl"], "alpha:team-a:reporter");
+    assert_eq!(claims["rctx"]["req_wl"], "alpha:team-a:reporter");
+    assert!(claims["rctx"].get("req_ip").is_none());
+}
+
+#[test]
+fn txtoken_never_outlives_the_subject_token() {
+    let w = World::new();
+    let mut claims = sa_claims(ALPHA_ISS, "payments", "checkout");
+    claims["exp"] = json!(NOW + 60);
+    let token = craft(&json!({"alg": "RS256", "kid": "a1"}), &claims, &w.alpha);
+    let (status, body, _) = block_on(w.exchange(&pairs(&form(&token))));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], 60);
+    let (_, jwks, _) = get(&w, "/.well-known/jwks.json");
+    let (_, c) = verify_txtoken(&jwks, body["access_token"].as_str().unwrap());
+    assert_eq!(c["exp"], NOW + 60);
+}
+
+#[test]
+fn txn_ids_are_unique() {
+    let w = World::new();
+    let token = w.alpha_token("payments", "checkout");
+    let (_, jwks, _) = get(&w, "/.well-known/jwks.json");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let (_, body, _) = block_on(w.exchange(&pairs(&form(&token))));
+        let (_, c) = verify_txtoken(&jwks, body["access_token"].as_str().unwrap());
+        assert!(seen.insert(c["txn"].as_str().unwrap().to_owned()));
+    }
+}
+
+/// One row: a name, how to build the subject token, the form tweak, expected status and code.
+struct Case {
+    name: &'static str,
+    token: Box<dyn Fn(&World) -> String>,
+    extra: Vec<(&'static str, &'static str)>,
+    status: u16,
+    code: &'static str,
+}
+
+fn case(
+    name: &'static str,
+    token: impl Fn(&World) -> String + 'static,
+    status: u16,
+    code: &'static str,
+) -> Case {
+    Case {
+        name,
+        token: Box::new(token),
+        extra: vec![],
+        status,
+        code,
+    }
+}
+
+fn alpha_with(f: impl Fn(&mut Value, &mut Value) + 'static) -> impl Fn(&World) -> String {
+    move |w: &World| {
+        let mut h = json!({"alg": "RS256", "kid": "a1"});
+        let mut c = sa_claims(ALPHA_ISS, "payments", "checkout");
+        f(&mut h, &mut c);
+        craft(&h, &c, &w.alpha)
+    }
+}
+
+#[test]
+fn every_rejection_has_its_exact_error_code() {
+    let mut cases = vec![
+        case(
+            "alg none",
+            alpha_with(|h, _| {
+                h["alg"] = json!("none");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "HS256 with the RSA public key (alg confusion)",
+            alpha_with(|h, _| {
+                h["alg"] = json!("HS256");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "bad signature",
+            |w: &World| {
+                let t = w.alpha_token("payments", "checkout");
+                let (rest, sig) = t.rsplit_once('.').unwrap();
+                let mut sig = sig.to_owned();
+                let flip = if sig.starts_with('A') { "B" } else { "A" };
+                sig.replace_range(0..1, flip);
+                format!("{rest}.{sig}")
+            },
+            400,
+            "invalid_request",
+        ),
+        case(
+            "unknown kid",
+            alpha_with(|h, _| {
+                h["kid"] = json!("nope");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "foreign key, trusted iss, real kid",
+            |_w: &World| {
+                craft(
+                    &json!({"alg": "RS256", "kid": "a1"}),
+                    &sa_claims(ALPHA_ISS, "payments", "checkout"),
+                    &rsa_key(1),
+                )
+            },
+            400,
+            "invalid_request",
+        ),
+        case(
+            "untrusted iss",
+            alpha_with(|_, c| {
+                c["iss"] = json!("https://evil.example");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "missing iss",
+            alpha_with(|_, c| {
+                c.as_object_mut().unwrap().remove("iss");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "wrong aud",
+            alpha_with(|_, c| {
+                c["aud"] = json!(["someone-else"]);
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "aud as plain string accepted elsewhere, wrong here",
+            alpha_with(|_, c| {
+                c["aud"] = json!("x");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "expired",
+            alpha_with(|_, c| {
+                c["exp"] = json!(NOW - 31);
+                c["iat"] = json!(NOW - 600);
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "nbf beyond leeway",
+            alpha_with(|_, c| {
+                c["nbf"] = json!(NOW + 31);
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "iat beyond leeway",
+            alpha_with(|_, c| {
+                c["iat"] = json!(NOW + 31);
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "missing exp",
+            alpha_with(|_, c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "missing iat",
+            alpha_with(|_, c| {
+                c.as_object_mut().unwrap().remove("iat");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "missing sub",
+            alpha_with(|_, c| {
+                c.as_object_mut().unwrap().remove("sub");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "missing aud",
+            alpha_with(|_, c| {
+                c.as_object_mut().unwrap().remove("aud");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "exp as string",
+            alpha_with(|_, c| {
+                c["exp"] = json!("soon");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "lifetime over the maximum",
+            alpha_with(|_, c| {
+                c["exp"] = json!(NOW + 90_000);
+                c["iat"] = json!(NOW - 10);
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "crit header",
+            alpha_with(|h, _| {
+                h["crit"] = json!(["exp"]);
+                h["exp"] = json!(1);
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "jku to an attacker key",
+            |_w: &World| {
+                craft(
+                    &json!({"alg": "RS256", "kid": "evil", "jku": "https://evil.example/jwks"}),
+                    &sa_claims(ALPHA_ISS, "payments", "checkout"),
+                    &rsa_key(2),
+                )
+            },
+            400,
+            "invalid_request",
+        ),
+        case(
+            "x5u to an attacker cert",
+            |_w: &World| {
+                craft(
+                    &json!({"alg": "RS256", "kid": "evil", "x5u": "https://evil.example/cert"}),
+                    &sa_claims(ALPHA_ISS, "payments", "checkout"),
+                    &rsa_key(2),
+                )
+            },
+            400,
+            "invalid_request",
+        ),
+        case(
+            "embedded jwk of an attacker key",
+            |_w: &World| {
+                let k = rsa_key(2);
+                craft(
+                    &json!({"alg": "RS256", "jwk": k.public_jwk("evil")}),
+                    &sa_claims(ALPHA_ISS, "payments", "checkout"),
+                    &k,
+                )
+            },
+            400,
+            "invalid_request",
+        ),
+        case(
+            "cluster A token presented as cluster B",
+            |w: &World| {
+                craft(
+                    &json!({"alg": "RS256", "kid": "a1"}),
+                    &sa_claims(BETA_ISS, "payments", "checkout"),
+                    &w.alpha,
+                )
+            },
+            400,
+            "invalid_request",
+        ),
+        case(
+            "ES256 on a cluster that allows only RS256",
+            |w: &World| {
+                craft(
+                    &json!({"alg": "ES256", "kid": "a1"}),
+                    &sa_claims(ALPHA_ISS, "payments", "checkout"),
+                    &w.beta,
+                )
+            },
+            400,
+            "invalid_request",
+        ),
+        case(
+            "RS256 header with an EC key's kid",
+            |w: &World| {
+                craft(
+                    &json!({"alg": "RS256", "kid": "b1"}),
+                    &sa_claims(BETA_ISS, "payments", "checkout"),
+                    &w.alpha,
+                )
+            },
+            400,
+            "invalid_request",
+        ),
+        case(
+            "sub inconsistent with kubernetes.io",
+            alpha_with(|_, c| {
+                c["kubernetes.io"]["namespace"] = json!("kube-system");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "sub inconsistent with serviceaccount",
+            alpha_with(|_, c| {
+                c["kubernetes.io"]["serviceaccount"]["name"] = json!("admin");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "no kubernetes.io claims",
+            alpha_with(|_, c| {
+                c.as_object_mut().unwrap().remove("kubernetes.io");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "sub is not a service account",
+            alpha_with(|_, c| {
+                c["sub"] = json!("alice");
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "not a JWS",
+            |_w: &World| "not-a-token".into(),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "bad base64",
+            |_w: &World| "eyJ!.eyJ.sig".into(),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "claims not JSON",
+            |w: &World| {
+                let h = base64_url(br#"{"alg":"RS256","kid":"a1"}"#);
+                let p = base64_url(b"not json");
+                let sig = base64_url(&w.alpha.sign(format!("{h}.{p}").as_bytes()));
+                format!("{h}.{p}.{sig}")
+            },
+            400,
+            "invalid_request",
+        ),
+        case(
+            "huge header",
+            alpha_with(|h, _| {
+                h["x"] = json!("a".repeat(10_000));
+            }),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "policy denial",
+            |w: &World| w.alpha_token("default", "web"),
+            400,
+            "invalid_request",
+        ),
+        case(
+            "other cluster's glob policy",
+            |w: &World| w.beta_token("team-a", "reporter"),
+            400,
+            "invalid_request",
+        ),
+    ];
+    let mut more = vec![
+        (
+            case(
+                "scope escalation",
+                |w: &World| w.alpha_token("payments", "checkout"),
+                400,
+                "invalid_scope",
+            ),
+            vec![("scope", "orders:read admin")],
+        ),
+        (
+            case(
+                "audience not the trust domain",
+                |w: &World| w.alpha_token("payments", "checkout"),
+                400,
+                "invalid_target",
+            ),
+            vec![("audience", "https://elsewhere")],
+        ),
+        (
+            case(
+                "request_details conflicts with the verified namespace",
+                |w: &World| w.alpha_token("payments", "checkout"),
+                400,
+                "invalid_request",
+            ),
+            vec![("request_details", r#"{"namespace":"kube-system"}"#)],
+        ),
+        (
+            case(
+                "request_details not an object",
+                |w: &World| w.alpha_token("payments", "checkout"),
+                400,
+                "invalid_request",
+            ),
+            vec![("request_details", "[1,2]")],
+        ),
+        (
+            case(
+                "request_context sets req_ip",
+                |w: &World| w.alpha_token("payments", "checkout"),
+                400,
+                "invalid_request",
+            ),
+            vec![("request_context", r#"{"req_ip":"1.2.3.4"}"#)],
+        ),
+        (
+            case(
+                "request_context sets req_wl",
+                |w: &World| w.alpha_token("payments", "checkout"),
+                400,
+                "invalid_request",
+            ),
+            vec![("request_context", r#"{"req_wl":"x"}"#)],
+        ),
+        (
+            case(
+                "duplicate subject_token",
+                |w: &World| w.alpha_token("payments", "checkout"),
+                400,
+                "invalid_request",
+            ),
+            vec![("subject_token", "x")],
+        ),
+        (
+            case(
+                "wrong requested_token_type",
+                |w: &World| w.alpha_token("payments", "checkout"),
+                400,
+                "invalid_request",
+            ),
+            vec![("requested_token_type", "x")],
+        ),
+    ];
+    for (c, extra) in more.drain(..) {
+        cases.push(Case { extra, ..c });
+    }
+
+    let w = World::new();
+    for c in &cases {
+        let token = (c.token)(&w);
+        let mut f = form(&token);
+        for (k, v) in &c.extra {
+            if *k == "requested_token_type" {
+                f.retain(|(name, _)| *name != "requested_token_type");
+            }
+            f.push((k, (*v).to_owned()));
+        }
+        let (status, body, _) = block_on(w.exchange(&pairs(&f)));
+        assert_eq!(
+            (status, body["error"].as_str().unwrap_or("")),
+            (c.status, c.code),
+            "{}: {body}",
+            c.name
+        );
+        assert!(body.get("access_token").is_none(), "{}", c.name);
+        let text = body.to_string();
+        assert!(
+            !text.contains(&token[..24.min(token.len())]),
+            "{}: token echoed",
+            c.name
+        );
+    }
+}
+
+fn base64_url(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+#[test]
+fn http_level_errors() {
+    let w = World::new();
+    let token = w.alpha_token("payments", "checkout");
+    // Wrong content type.
+    let (s, b, _) = block_on(w.exchange_with(&pairs(&form(&token)), |r| {
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+    }));
+    assert_eq!((s, b["error"].as_str().unwrap()), (400, "invalid_request"));
+    // Oversized body.
+    let (s, b, _) = block_on(w.exchange_with(&[], |r| *r.body_mut() = vec![b'a'; 64 * 1024 + 1]));
+    assert_eq!((s, b["error"].as_str().unwrap()), (413, "invalid_request"));
+    // Missing grant_type / wrong grant_type.
+    let (s, b, _) = block_on(w.exchange(&[("subject_token", "x")]));
+    assert_eq!((s, b["error"].as_str().unwrap()), (400, "invalid_request"));
+    let (s, b, _) = block_on(w.exchange(&[("grant_type", "client_credentials")]));
+    assert_eq!(
+        (s, b["error"].as_str().unwrap()),
+        (400, "unsupported_grant_type")
+    );
+    // Wrong method and path.
+    let (s, _, h) = get(&w, "/token");
+    assert_eq!(s, 405);
+    assert_eq!(h["allow"], "POST");
+    assert_eq!(get(&w, "/nope").0, 404);
+    let req = http::Request::post("/healthz").body(Vec::new()).unwrap();
+    assert_eq!(block_on(w.bridge.handle(req)).status(), 405);
+    // The kontxt alias.
+    let mut req = http::Request::post("/token_endpoint")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs(&form(&token)))
+                .finish()
+                .into_bytes(),
+        )
+        .unwrap();
+    req.headers_mut()
+        .insert("x-txbridge-workload", "wl-1".parse().unwrap());
+    assert_eq!(block_on(w.bridge.handle(req)).status(), 200);
+    // A workload header with control characters is refused.
+    let (s, b, _) = block_on(w.exchange_with(&pairs(&form(&token)), |r| {
+        r.headers_mut().insert(
+            "x-txbridge-workload",
+            http::HeaderValue::from_bytes(b"a\tb").unwrap(),
+        );
+    }));
+    assert_eq!((s, b["error"].as_str().unwrap()), (400, "invalid_request"));
+}
+
+#[test]
+fn documents() {
+    let w = World::new();
+    let (s, jwks, h) = get(&w, "/.well-known/jwks.json");
+    assert_eq!(s, 200);
+    assert!(h["cache-control"].to_str().unwrap().contains("max-age"));
+    assert_eq!(jwks["keys"][0]["kid"], w.signer.key_id());
+    assert!(jwks["keys"][0].get("d").is_none(), "no private part");
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let (s, m, _) = get(&w, path);
+        assert_eq!(s, 200);
+        assert_eq!(m["issuer"], TD);
+        assert_eq!(m["token_endpoint"], format!("{TD}/token"));
+        assert_eq!(m["jwks_uri"], format!("{TD}/.well-known/jwks.json"));
+        assert_eq!(
+            m["grant_types_supported"],
+            json!(["urn:ietf:params:oauth:grant-type:token-exchange"])
+        );
+    }
+    let (s, h, _) = get(&w, "/healthz");
+    assert_eq!((s, h["status"].as_str().unwrap()), (200, "ok"));
+    assert_eq!(
+        w.http.total.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no upstream calls for documents"
+    );
+}
