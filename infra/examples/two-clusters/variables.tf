@@ -1,0 +1,62 @@
+variable "region" {
+  description = "AWS region of the Lambda, KMS key and the EKS cluster."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "issuer" {
+  description = "iss of TxTokens from the Lambda deployment. Without a custom domain: the function_url output of a first apply (see infra/README.md)."
+  type        = string
+}
+
+variable "lambda_zip_path" {
+  description = "Output of `cargo lambda build --release --arm64 --output-format zip`."
+  type        = string
+  default     = "../../../target/lambda/txbridge-lambda/bootstrap.zip"
+}
+
+variable "eks_oidc_id" {
+  description = "The id at the end of the EKS cluster's OIDC issuer URL (aws eks describe-cluster --query cluster.identity.oidc.issuer)."
+  type        = string
+}
+
+variable "onprem_issuer" {
+  description = "The self-managed cluster's --service-account-issuer (the `iss` of its tokens), kept as is; its documents are served by the mirror."
+  type        = string
+}
+
+variable "mirror_bucket_name" {
+  description = "Globally unique name of the oidc-mirror bucket."
+  type        = string
+}
+
+variable "deploy_cloudflare" {
+  description = "Also deploy txbridge as a Cloudflare Worker (with its own in-binary key and issuer)."
+  type        = bool
+  default     = false
+}
+
+variable "cloudflare_account_id" {
+  description = "Cloudflare account id (deploy_cloudflare only)."
+  type        = string
+  default     = null
+}
+
+variable "cloudflare_workers_dev_subdomain" {
+  description = "The account's workers.dev subdomain; the Worker's issuer becomes https://txbridge.<this>.workers.dev."
+  type        = string
+  default     = null
+}
+
+variable "cloudflare_signing_key" {
+  description = "P-256 private key (PEM PKCS#8) for the Worker; null: set it with `wrangler secret put TXBRIDGE_SIGNING_KEY`."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "worker_build_dir" {
+  description = "worker-build output directory (index.js, index_bg.wasm)."
+  type        = string
+  default     = "../../../functions/worker/build"
+}

@@ -1,0 +1,62 @@
+output "token_endpoint_url" {
+  description = "RFC 8693 token endpoint (POST)."
+  value       = "${local.base_url}/token"
+}
+
+output "jwks_url" {
+  description = "JWKS with the active and previous signing public keys; consumers verify TxTokens against it."
+  value       = "${local.base_url}/.well-known/jwks.json"
+}
+
+output "metadata_url" {
+  description = "RFC 8414 authorization server metadata."
+  value       = "${local.base_url}/.well-known/oauth-authorization-server"
+}
+
+output "issuer" {
+  description = "iss of issued TxTokens."
+  value       = local.issuer
+}
+
+output "function_name" {
+  description = "Name of the Lambda function."
+  value       = aws_lambda_function.function.function_name
+}
+
+output "function_url" {
+  description = "The Lambda Function URL (always created)."
+  value       = aws_lambda_function_url.function.function_url
+}
+
+output "http_api_endpoint" {
+  description = "Default endpoint of the HTTP API (null when not created)."
+  value       = var.create_http_api ? aws_apigatewayv2_api.http[0].api_endpoint : null
+}
+
+output "custom_domain_target" {
+  description = "Where to point the custom domain's DNS (alias or CNAME); null without a custom domain."
+  value = var.custom_domain == null ? null : {
+    domain_name    = aws_apigatewayv2_domain_name.http[0].domain_name_configuration[0].target_domain_name
+    hosted_zone_id = aws_apigatewayv2_domain_name.http[0].domain_name_configuration[0].hosted_zone_id
+  }
+}
+
+output "kms_key_arn" {
+  description = "ARN of the active signing key."
+  value       = aws_kms_key.signing[local.active_key].arn
+}
+
+output "kms_alias_arn" {
+  description = "ARN of the alias txbridge signs through (the config's signer key_id)."
+  value       = aws_kms_alias.signing.arn
+}
+
+output "role_arn" {
+  description = "ARN of the function's execution role."
+  value       = aws_iam_role.function.arn
+}
+
+output "config_toml" {
+  description = "The txbridge config the function runs with (no secrets)."
+  value       = module.config.toml
+}

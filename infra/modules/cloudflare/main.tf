@@ -1,0 +1,116 @@
+# txbridge as a Cloudflare Worker. The Worker is a JavaScript module plus a WebAssembly module
+# (worker-build output), so it is uploaded as a cloudflare_worker_version with two modules and
+# deployed with cloudflare_workers_deployment; cloudflare_workers_script takes a single content file.
+
+locals {
+  workers_dev_url = var.workers_dev && var.workers_dev_subdomain != null ? "https://${var.name}.${var.workers_dev_subdomain}.workers.dev" : null
+  custom_url      = length(var.custom_domains) > 0 ? "https://${var.custom_domains[0].hostname}" : null
+  issuer          = coalesce(var.issuer, local.custom_url, local.workers_dev_url)
+  base_url        = coalesce(local.custom_url, local.workers_dev_url, var.issuer)
+
+  signing_key_binding = var.signing_key != null ? {
+    type = "secret_text"
+    name = "TXBRIDGE_SIGNING_KEY"
+    text = var.signing_key
+    } : {
+    # Managed out of band (wrangler secret put): carried over from the latest version.
+    type = "inherit"
+    name = "TXBRIDGE_SIGNING_KEY"
+    text = null
+  }
+}
+
+module "config" {
+  source = "../config"
+
+  issuer                     = local.issuer
+  trust_domain               = var.trust_domain
+  token_lifetime             = var.token_lifetime
+  leeway                     = var.leeway
+  max_subject_token_lifetime = var.max_subject_token_lifetime
+  signer = {
+    kind                 = "local"
+    previous_public_keys = var.previous_public_keys
+  }
+  key_cache = var.key_cache
+  clusters  = var.clusters
+  policies  = var.policies
+}
+
+resource "cloudflare_worker" "txbridge" {
+  account_id = var.account_id
+  name       = var.name
+
+  subdomain = {
+    enabled          = var.workers_dev
+    previews_enabled = false
+  }
+
+  observability = {
+    enabled = true
+  }
+}
+
+resource "cloudflare_worker_version" "txbridge" {
+  account_id          = var.account_id
+  worker_id           = cloudflare_worker.txbridge.id
+  compatibility_date  = var.compatibility_date
+  compatibility_flags = var.compatibility_flags
+  main_module         = "index.js"
+
+  # Names as index.js imports them.
+  modules = [
+    {
+      name         = "index.js"
+      content_type = "application/javascript+module"
+      content_file = var.main_module_path
+    },
+    {
+      name         = "index_bg.wasm"
+      content_type = "application/wasm"
+      content_file = var.wasm_module_path
+    },
+  ]
+
+  bindings = [
+    {
+      # Public configuration: trusted clusters and policies, never a secret.
+      type = "plain_text"
+      name = "TXBRIDGE_CONFIG"
+      text = module.config.toml
+    },
+    local.signing_key_binding,
+  ]
+}
+
+resource "cloudflare_workers_deployment" "txbridge" {
+  account_id  = var.account_id
+  script_name = cloudflare_worker.txbridge.name
+  strategy    = "percentage"
+
+  versions = [{
+    percentage = 100
+    version_id = cloudflare_worker_version.txbridge.id
+  }]
+}
+
+resource "cloudflare_workers_route" "txbridge" {
+  for_each = { for r in var.routes : r.pattern => r }
+
+  zone_id = each.value.zone_id
+  pattern = each.value.pattern
+  script  = cloudflare_worker.txbridge.name
+
+  depends_on = [cloudflare_workers_deployment.txbridge]
+}
+
+resource "cloudflare_workers_custom_domain" "txbridge" {
+  for_each = { for d in var.custom_domains : d.hostname => d }
+
+  account_id = var.account_id
+  zone_id    = each.value.zone_id
+  hostname   = each.value.hostname
+  service    = cloudflare_worker.txbridge.name
+
+  depends_on = [cloudflare_workers_deployment.txbridge]
+}

@@ -1,0 +1,29 @@
+output "token_endpoint_url" {
+  description = "RFC 8693 token endpoint (POST)."
+  value       = "${local.base_url}/token"
+}
+
+output "jwks_url" {
+  description = "JWKS with the active and previous signing public keys."
+  value       = "${local.base_url}/.well-known/jwks.json"
+}
+
+output "issuer" {
+  description = "iss of issued TxTokens."
+  value       = local.issuer
+}
+
+output "worker_name" {
+  description = "Name of the Worker."
+  value       = cloudflare_worker.txbridge.name
+}
+
+output "version_id" {
+  description = "The deployed Worker version."
+  value       = cloudflare_worker_version.txbridge.id
+}
+
+output "config_toml" {
+  description = "The txbridge config bound as TXBRIDGE_CONFIG (no secrets)."
+  value       = module.config.toml
+}

@@ -1,0 +1,62 @@
+# Example input for the config module; infra/tests/render-config.sh renders it.
+issuer                     = "https://tts.example.com"
+trust_domain               = "https://tts.example.com"
+token_lifetime             = "5m"
+leeway                     = "30s"
+max_subject_token_lifetime = "24h"
+
+signer = {
+  kind   = "kms"
+  key_id = "arn:aws:kms:eu-west-1:111122223333:alias/txbridge"
+  previous_key_ids = [
+    "arn:aws:kms:eu-west-1:111122223333:key/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+  ]
+}
+
+key_cache = {
+  ttl         = "5m"
+  stale_grace = "1h"
+}
+
+clusters = [
+  {
+    # EKS publishes its discovery document and JWKS publicly under the issuer.
+    name       = "prod-eu"
+    issuer     = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+    audiences  = ["txbridge"]
+    algorithms = ["RS256"]
+  },
+  {
+    # Self-managed cluster: the issuer is not publicly reachable, its documents are mirrored
+    # (modules/oidc-mirror); the issuer itself is kept as the tokens' `iss`.
+    name          = "onprem-1"
+    issuer        = "https://kubernetes.default.svc.cluster.local"
+    discovery_url = "https://d111111abcdef8.cloudfront.net/onprem-1/.well-known/openid-configuration"
+    audiences     = ["txbridge"]
+  },
+]
+
+policies = [
+  {
+    cluster         = "prod-eu"
+    namespace       = "payments"
+    service_account = "checkout"
+    scopes          = ["orders:read", "orders:write"]
+  },
+  {
+    cluster         = "*"
+    namespace       = "team-*"
+    service_account = "*"
+    scopes          = ["catalog:read"]
+  },
+  {
+    cluster         = "onprem-1"
+    namespace       = "batch"
+    service_account = "reporting"
+    scopes          = ["orders:read", "reports:write"]
+    # request_details.namespace must be the caller's own namespace ("$$" keeps HCL from interpolating).
+    tctx_constraints = {
+      namespace = "$${namespace}"
+    }
+  },
+]

@@ -1,0 +1,219 @@
+variable "issuer" {
+  description = "iss of issued TxTokens and the issuer in txbridge's metadata (an https URL, no trailing slash)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^https://[^/?#\\s]+(/[^?#\\s]*[^/?#\\s])?$", var.issuer))
+    error_message = "issuer must be an https URL without query, fragment or trailing slash."
+  }
+}
+
+variable "trust_domain" {
+  description = "aud of issued TxTokens and the expected `audience` request parameter. Defaults to the issuer."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.trust_domain == null || try(length(trimspace(var.trust_domain)) > 0, false)
+    error_message = "trust_domain must not be empty."
+  }
+}
+
+variable "token_lifetime" {
+  description = "Lifetime of issued TxTokens (humantime, e.g. \"5m\"). Omitted from the TOML when null (txbridge default: 5m)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.token_lifetime == null || can(regex("^([0-9]+(ms|s|m|h|d) ?)+$", coalesce(var.token_lifetime, "0s")))
+    error_message = "token_lifetime must be a duration such as \"5m\", \"90s\" or \"1h 30m\"."
+  }
+}
+
+variable "leeway" {
+  description = "Clock skew allowed when checking subject tokens (e.g. \"30s\"). Omitted when null."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.leeway == null || can(regex("^([0-9]+(ms|s|m|h|d) ?)+$", coalesce(var.leeway, "0s")))
+    error_message = "leeway must be a duration such as \"30s\"."
+  }
+}
+
+variable "max_subject_token_lifetime" {
+  description = "Reject subject tokens whose exp - iat is longer than this (e.g. \"24h\"). Omitted when null."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.max_subject_token_lifetime == null || can(regex("^([0-9]+(ms|s|m|h|d) ?)+$", coalesce(var.max_subject_token_lifetime, "0s")))
+    error_message = "max_subject_token_lifetime must be a duration such as \"24h\"."
+  }
+}
+
+variable "signer" {
+  description = <<-EOT
+    Signing key reference. kind = "local": the key comes from TXBRIDGE_SIGNING_KEY (never from this config).
+    kind = "kms": key_id is a KMS key ARN, key id or alias (ARN) of an ECC_NIST_P256 SIGN_VERIFY key;
+    previous_key_ids are KMS keys whose public keys are still published during a rotation.
+    previous_public_keys are public P-256 JWKs (maps of string members) still published during a rotation.
+  EOT
+  type = object({
+    kind                 = string
+    key_id               = optional(string)
+    previous_key_ids     = optional(list(string), [])
+    previous_public_keys = optional(list(map(string)), [])
+  })
+  default = { kind = "local" }
+
+  validation {
+    condition     = contains(["local", "kms"], var.signer.kind)
+    error_message = "signer.kind must be \"local\" or \"kms\"."
+  }
+
+  validation {
+    condition     = var.signer.kind != "kms" || try(length(trimspace(var.signer.key_id)) > 0, false)
+    error_message = "signer.key_id is required when signer.kind = \"kms\"."
+  }
+
+  validation {
+    condition     = var.signer.kind != "local" || (var.signer.key_id == null && length(var.signer.previous_key_ids) == 0)
+    error_message = "signer.key_id and signer.previous_key_ids apply to kind = \"kms\" only."
+  }
+
+  validation {
+    condition     = alltrue([for id in var.signer.previous_key_ids : length(trimspace(id)) > 0])
+    error_message = "signer.previous_key_ids must not contain empty strings."
+  }
+
+  # Only public keys belong here: reject any private JWK member (EC/OKP "d", RSA CRT parameters, "k").
+  validation {
+    condition = alltrue([
+      for jwk in var.signer.previous_public_keys :
+      lookup(jwk, "kty", "") == "EC" && lookup(jwk, "crv", "") == "P-256" &&
+      length(setintersection(keys(jwk), ["d", "p", "q", "dp", "dq", "qi", "oth", "k"])) == 0
+    ])
+    error_message = "signer.previous_public_keys must be public P-256 JWKs (kty EC, crv P-256) without private members."
+  }
+}
+
+variable "clusters" {
+  description = <<-EOT
+    Trusted Kubernetes clusters. issuer must equal the `iss` of the cluster's ServiceAccount tokens.
+    discovery_url (optional) points at a public copy of the cluster's discovery document (e.g. from the
+    oidc-mirror module); jwks_url (optional) overrides the JWKS location. algorithms defaults to
+    txbridge's default (RS256 and ES256) when null. insecure_allow_http_loopback is for tests and
+    development only.
+  EOT
+  type = list(object({
+    name                         = string
+    issuer                       = string
+    discovery_url                = optional(string)
+    jwks_url                     = optional(string)
+    audiences                    = list(string)
+    algorithms                   = optional(list(string))
+    insecure_allow_http_loopback = optional(bool)
+  }))
+
+  validation {
+    condition     = length(var.clusters) > 0
+    error_message = "At least one cluster must be trusted."
+  }
+
+  # The name appears in `sub` and `tctx` as <cluster>:<namespace>:<service account>, so no ':'.
+  validation {
+    condition     = alltrue([for c in var.clusters : can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", c.name))])
+    error_message = "Cluster names must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$."
+  }
+
+  validation {
+    condition     = length(distinct([for c in var.clusters : c.name])) == length(var.clusters)
+    error_message = "Cluster names must be unique."
+  }
+
+  validation {
+    condition = alltrue(flatten([
+      for c in var.clusters : [
+        for u in compact([c.issuer, c.discovery_url, c.jwks_url]) :
+        can(regex("^https://[^/?#\\s]+", u)) ||
+        (coalesce(c.insecure_allow_http_loopback, false) && can(regex("^http://(127\\.0\\.0\\.1|\\[::1\\])(:[0-9]+)?(/|$)", u)))
+      ]
+    ]))
+    error_message = "Cluster issuer, discovery_url and jwks_url must be https URLs (http only on loopback with insecure_allow_http_loopback = true)."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.clusters : length(c.audiences) > 0 && alltrue([for a in c.audiences : length(trimspace(a)) > 0])])
+    error_message = "Each cluster needs at least one non-empty audience."
+  }
+
+  # An explicit allow-list of asymmetric algorithms: never "none", never HMAC.
+  validation {
+    condition = alltrue([
+      for c in var.clusters : c.algorithms == null || (
+        length(coalesce(c.algorithms, [])) > 0 &&
+        length(setsubtract(coalesce(c.algorithms, []), ["RS256", "ES256"])) == 0
+      )
+    ])
+    error_message = "algorithms must be a non-empty subset of [\"RS256\", \"ES256\"]."
+  }
+}
+
+variable "policies" {
+  description = <<-EOT
+    Who may get which scopes (default deny). cluster is a cluster name or "*"; namespace and
+    service_account are exact names or globs (e.g. "team-*"); scopes is the ceiling of grantable scopes.
+    tctx_constraints (optional) maps request_details keys to required values; a value may be the
+    subject's own "$${cluster}", "$${namespace}" or "$${service_account}" (write "$$" in HCL).
+  EOT
+  type = list(object({
+    cluster          = string
+    namespace        = string
+    service_account  = string
+    scopes           = list(string)
+    tctx_constraints = optional(map(string))
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for p in var.policies : p.cluster == "*" || contains([for c in var.clusters : c.name], p.cluster)])
+    error_message = "Each policy's cluster must be \"*\" or the name of a configured cluster."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.policies : length(trimspace(p.namespace)) > 0 && length(trimspace(p.service_account)) > 0])
+    error_message = "Policy namespace and service_account must not be empty."
+  }
+
+  # Scopes travel space-separated in requests and tokens.
+  validation {
+    condition     = alltrue(flatten([for p in var.policies : [for s in p.scopes : can(regex("^[!#-\\[\\]-~]+$", s))]]))
+    error_message = "Scopes must be non-empty and consist of printable ASCII without spaces, '\"' or '\\\\' (RFC 6749 scope-token)."
+  }
+
+  validation {
+    condition = alltrue(flatten([
+      for p in var.policies : [for k, v in coalesce(p.tctx_constraints, {}) : length(k) > 0 && length(v) > 0]
+    ]))
+    error_message = "tctx_constraints keys and values must not be empty."
+  }
+}
+
+variable "key_cache" {
+  description = "Optional [key_cache] tuning of the per-cluster discovery/JWKS cache (durations); null fields keep txbridge's defaults."
+  type = object({
+    ttl                  = optional(string)
+    min_refresh_interval = optional(string)
+    stale_grace          = optional(string)
+  })
+  default = null
+
+  validation {
+    condition = var.key_cache == null || alltrue([
+      for d in compact([try(var.key_cache.ttl, null), try(var.key_cache.min_refresh_interval, null), try(var.key_cache.stale_grace, null)]) :
+      can(regex("^([0-9]+(ms|s|m|h|d) ?)+$", d))
+    ])
+    error_message = "key_cache durations must look like \"5m\", \"10s\" or \"1h\"."
+  }
+}

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Structural check of the TOML rendered by infra/modules/config (needs Python >= 3.11 for tomllib).
+
+Renders two inputs with render-config.sh and parses the output with tomllib:
+  1. infra/modules/config/example.tfvars: asserts the key structure of the contract;
+  2. a generated JSON input with awkward strings (quotes, backslashes, newlines, non-ASCII, <>&)
+     and previous_public_keys: asserts every value survives the round trip unchanged and that
+     optional keys left null are absent;
+  3. invalid inputs (HMAC algorithm, private JWK, policy for an unknown cluster, ...): must fail.
+txbridge's own parser (txbridge_core::Config::from_toml_str) is the final judge; this check only
+keeps the Terraform side honest when run without the Rust build.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import tomllib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RENDER = os.path.join(HERE, "render-config.sh")
+
+TOP_KEYS = {"issuer", "trust_domain", "token_lifetime", "leeway", "max_subject_token_lifetime", "signer", "key_cache", "clusters", "policies"}
+KEY_CACHE_KEYS = {"ttl", "min_refresh_interval", "stale_grace"}
+SIGNER_KEYS = {"kind", "key_id", "previous_key_ids", "previous_public_keys"}
+CLUSTER_KEYS = {"name", "issuer", "discovery_url", "jwks_url", "audiences", "algorithms", "insecure_allow_http_loopback"}
+POLICY_KEYS = {"cluster", "namespace", "service_account", "scopes", "tctx_constraints"}
+
+
+def render(path=None):
+    args = ["bash", RENDER] + ([path] if path else [])
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"render-config.sh {path or '(example.tfvars)'} failed:\n{r.stderr}")
+    return tomllib.loads(r.stdout)
+
+
+def check_shape(cfg):
+    assert set(cfg) <= TOP_KEYS, f"unknown top-level keys: {set(cfg) - TOP_KEYS}"
+    assert set(cfg["signer"]) <= SIGNER_KEYS, cfg["signer"]
+    for c in cfg["clusters"]:
+        assert set(c) <= CLUSTER_KEYS, c
+        assert {"name", "issuer", "audiences"} <= set(c), c
+    assert set(cfg.get("key_cache", {})) <= KEY_CACHE_KEYS, cfg["key_cache"]
+    for p in cfg.get("policies", []):
+        assert {"cluster", "namespace", "service_account", "scopes"} <= set(p) <= POLICY_KEYS, p
+
+
+def check_example():
+    cfg = render()
+    check_shape(cfg)
+    assert cfg["issuer"] == "https://tts.example.com"
+    assert cfg["trust_domain"] == "https://tts.example.com"
+    assert (cfg["token_lifetime"], cfg["leeway"], cfg["max_subject_token_lifetime"]) == ("5m", "30s", "24h")
+    assert cfg["signer"]["kind"] == "kms"
+    assert cfg["signer"]["key_id"].startswith("arn:aws:kms:")
+    assert len(cfg["signer"]["previous_key_ids"]) == 1
+    assert "previous_public_keys" not in cfg["signer"]
+    names = [c["name"] for c in cfg["clusters"]]
+    assert names == ["prod-eu", "onprem-1"], names
+    eks, mirrored = cfg["clusters"]
+    assert eks["issuer"].startswith("https://oidc.eks.") and "discovery_url" not in eks
+    assert mirrored["discovery_url"].endswith("/onprem-1/.well-known/openid-configuration")
+    assert "jwks_url" not in mirrored and "algorithms" not in mirrored
+    assert len(cfg["policies"]) == 3
+    assert cfg["policies"][0]["scopes"] == ["orders:read", "orders:write"]
+    assert "tctx_constraints" not in cfg["policies"][0]
+    assert cfg["policies"][2]["tctx_constraints"] == {"namespace": "${namespace}"}
+    assert cfg["key_cache"] == {"ttl": "5m", "stale_grace": "1h"}
+
+
+def check_round_trip():
+    jwk = {"kty": "EC", "crv": "P-256", "kid": "old-1", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+    awkward = 'qu"ote \\ back\nnew\ttab <é&> \u2028 😀'
+    data = {
+        "issuer": "https://tts.example.com/tenant-a",
+        "signer": {"kind": "local", "previous_public_keys": [jwk]},
+        "clusters": [{
+            "name": "dev",
+            "issuer": "http://127.0.0.1:8443",
+            "jwks_url": "http://[::1]:8443/openid/v1/jwks",
+            "audiences": ["txbridge", awkward],
+            "algorithms": ["ES256", "RS256"],
+            "insecure_allow_http_loopback": True,
+        }],
+        "key_cache": {"min_refresh_interval": "10s"},
+        "policies": [
+            {"cluster": "*", "namespace": "team-*", "service_account": awkward, "scopes": []},
+            {"cluster": "dev", "namespace": "a", "service_account": "b", "scopes": ["x"], "tctx_constraints": {awkward: "${service_account}"}},
+        ],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "edge.tfvars.json")
+        with open(path, "w") as f:
+            json.dump(data, f)
+        cfg = render(path)
+    check_shape(cfg)
+    assert cfg["issuer"] == data["issuer"]
+    assert cfg["trust_domain"] == data["issuer"], "trust_domain defaults to the issuer"
+    for absent in ("token_lifetime", "leeway", "max_subject_token_lifetime"):
+        assert absent not in cfg, absent
+    assert cfg["signer"] == {"kind": "local", "previous_public_keys": [jwk]}, cfg["signer"]
+    assert cfg["clusters"] == data["clusters"], cfg["clusters"]
+    assert cfg["key_cache"] == data["key_cache"], cfg["key_cache"]
+    assert cfg["policies"] == data["policies"], cfg["policies"]
+
+
+def check_rejects():
+    """Inputs the module's validation blocks must refuse."""
+    base = {
+        "issuer": "https://tts.example.com",
+        "clusters": [{"name": "a", "issuer": "https://issuer.example.com", "audiences": ["txbridge"]}],
+    }
+    bad = {
+        "hmac algorithm": {"clusters": [{**base["clusters"][0], "algorithms": ["HS256"]}]},
+        "unsupported algorithm": {"clusters": [{**base["clusters"][0], "algorithms": ["PS256"]}]},
+        "rsa previous key": {"signer": {"kind": "local", "previous_public_keys": [{"kty": "RSA", "n": "x", "e": "AQAB"}]}},
+        "empty tctx constraint": {"policies": [{"cluster": "a", "namespace": "n", "service_account": "s", "scopes": [], "tctx_constraints": {"k": ""}}]},
+        "kms without key_id": {"signer": {"kind": "kms"}},
+        "key_id on local signer": {"signer": {"kind": "local", "key_id": "x"}},
+        "private jwk": {"signer": {"kind": "local", "previous_public_keys": [{"kty": "EC", "d": "secret"}]}},
+        "policy for unknown cluster": {"policies": [{"cluster": "b", "namespace": "n", "service_account": "s", "scopes": []}]},
+        "duplicate cluster": {"clusters": base["clusters"] * 2},
+        "http issuer": {"clusters": [{**base["clusters"][0], "issuer": "http://issuer.example.com"}]},
+        "scope with space": {"policies": [{"cluster": "a", "namespace": "n", "service_account": "s", "scopes": ["a b"]}]},
+        "bad duration": {"token_lifetime": "five minutes"},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, override in bad.items():
+            path = os.path.join(tmp, "bad.tfvars.json")
+            with open(path, "w") as f:
+                json.dump({**base, **override}, f)
+            r = subprocess.run(["bash", RENDER, path], capture_output=True, text=True)
+            assert r.returncode != 0, f"accepted invalid input: {name}"
+            assert "Invalid value for variable" in r.stderr, (name, r.stderr[-500:])
+
+
+def main():
+    if sys.version_info < (3, 11):
+        print("SKIP: config render check needs Python >= 3.11 (tomllib)")
+        return 0
+    check_example()
+    check_round_trip()
+    check_rejects()
+    print("config render: example, round trip and rejected inputs OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
