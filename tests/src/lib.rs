@@ -1,0 +1,61 @@
+//! Test support for txbridge's end-to-end suites: start the real shells (and the harness) on free
+//! loopback ports, talk to them over HTTP, stop them by pid.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Child;
+
+/// A process started for a test, stopped (with its process group) on drop.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the function under test answers, e.g. `http://127.0.0.1:PORT/lambda-url/txbridge-lambda`.
+    pub base_url: String,
+    child: Child,
+}
+
+impl Running {
+    /// Wraps a child started in its own process group (`process_group(0)`).
+    pub fn new(base_url: String, child: Child) -> Self {
+        Running { base_url, child }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        // SIGTERM the whole group (cargo lambda watch / wrangler spawn children), then reap.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pid}")])
+            .status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback TCP port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free loopback port")
+}
+
+/// The workspace root (for finding binaries, scripts and the shared target dir).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}

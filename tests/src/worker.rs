@@ -1,0 +1,220 @@
+//! The txbridge Worker under plain `workerd serve` on loopback.
+//!
+//! [`start`] builds the Worker once per test process when `functions/worker/build/` is missing or
+//! older than its sources (`functions/worker/build.sh`; toolchain from
+//! `bash .ci/worker.sh install`), writes a workerd config into a fresh directory and serves the
+//! built modules with the given config (var) and signing key (secret) on a free port.
+
+use std::fs;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, anyhow, bail};
+
+use crate::{Running, free_port, workspace_root};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The Worker crate's folder.
+pub fn worker_dir() -> PathBuf {
+    workspace_root().join("functions/worker")
+}
+
+/// Starts the Worker with `config_toml` as `TXBRIDGE_CONFIG` and `signing_key_pem` as
+/// `TXBRIDGE_SIGNING_KEY`; returns once `GET /healthz` answers 200. Outbound fetches may reach
+/// loopback (the harness, a test JWKS server). workerd's output goes to
+/// `target/tmp/txbridge-worker-PORT.log`.
+pub fn start(config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running> {
+    ensure_built()?;
+    let dir = worker_dir();
+    let workerd = dir.join("node_modules/.bin/workerd");
+    if !workerd.exists() {
+        bail!(
+            "{} missing: run 'bash .ci/worker.sh install'",
+            workerd.display()
+        );
+    }
+
+    let port = free_port();
+    let tmp = workspace_root().join("target/tmp");
+    let run_dir = tmp.join(format!("txbridge-worker-{port}"));
+    let log_path = tmp.join(format!("txbridge-worker-{port}.log"));
+    let _ = fs::remove_dir_all(&run_dir);
+    fs::create_dir_all(&run_dir)?;
+    // Copies, so that a rebuild while this instance runs cannot change what it serves.
+    fs::copy(dir.join("build/index.js"), run_dir.join("index.js"))?;
+    fs::copy(dir.join("build/index_bg.wasm"), run_dir.join("index_bg.wasm"))?;
+    fs::write(run_dir.join("config.toml"), config_toml)?;
+    fs::write(run_dir.join("signing-key.pem"), signing_key_pem)?;
+    fs::write(
+        run_dir.join("workerd.capnp"),
+        capnp_config(port, &compatibility_date()?),
+    )?;
+
+    let log = fs::File::create(&log_path)?;
+    let child = Command::new(&workerd)
+        .args(["serve", "workerd.capnp", "--verbose"])
+        .current_dir(&run_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("spawning {}", workerd.display()))?;
+    let base_url = format!("http://127.0.0.1:{port}");
+    let mut running = Running::new(base_url.clone(), child);
+
+    let ready = wait_ready(&mut running, &base_url);
+    // workerd read its config and modules at start-up; the key file has no reason to stay.
+    let _ = fs::remove_dir_all(&run_dir);
+    ready.map_err(|e| anyhow!("{e}\n--- {} ---\n{}", log_path.display(), tail(&log_path)))?;
+    Ok(running)
+}
+
+fn wait_ready(running: &mut Running, base_url: &str) -> anyhow::Result<()> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Ok(resp) = client.get(format!("{base_url}/healthz")).send()
+            && resp.status() == 200
+        {
+            return Ok(());
+        }
+        if let Some(status) = running.child.try_wait()? {
+            bail!("workerd exited during start-up ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("workerd not ready on {base_url} after {READY_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The workerd config: the built modules, the var and the secret as text bindings, and an
+/// `internet` service (workerd's default outbound) that also allows private addresses, so the
+/// Worker can fetch discovery documents and JWKS from loopback test servers.
+fn capnp_config(port: u16, compatibility_date: &str) -> String {
+    format!(
+        r#"using Workerd = import "/workerd/workerd.capnp";
+
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .txbridge),
+    (name = "internet", network = (allow = ["public", "private"])),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:{port}", http = (), service = "main")],
+);
+
+const txbridge :Workerd.Worker = (
+  modules = [
+    (name = "index.js", esModule = embed "index.js"),
+    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
+  ],
+  compatibilityDate = "{compatibility_date}",
+  bindings = [
+    (name = "TXBRIDGE_CONFIG", text = embed "config.toml"),
+    (name = "TXBRIDGE_SIGNING_KEY", text = embed "signing-key.pem"),
+  ],
+);
+"#
+    )
+}
+
+/// `compatibility_date` from wrangler.toml, so tests run what `wrangler deploy` would.
+fn compatibility_date() -> anyhow::Result<String> {
+    let path = worker_dir().join("wrangler.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("compatibility_date"))
+        .filter_map(|rest| rest.trim().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .next()
+        .ok_or_else(|| anyhow!("no compatibility_date in {}", path.display()))
+}
+
+/// Runs `build.sh` once per test process when the build is missing or older than its inputs.
+fn ensure_built() -> anyhow::Result<()> {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if *built {
+        return Ok(());
+    }
+    let dir = worker_dir();
+    let outputs = [dir.join("build/index.js"), dir.join("build/index_bg.wasm")];
+    let oldest_output = outputs
+        .iter()
+        .map(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect::<Option<Vec<_>>>()
+        .and_then(|times| times.into_iter().min());
+    let stale = match oldest_output {
+        None => true,
+        Some(built_at) => newest_input()? > built_at,
+    };
+    if stale {
+        let out = Command::new("bash")
+            .arg(dir.join("build.sh"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .context("running functions/worker/build.sh")?;
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stderr);
+            let lines: Vec<&str> = text.lines().collect();
+            bail!(
+                "functions/worker/build.sh failed ({}):\n{}",
+                out.status,
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
+    }
+    *built = true;
+    Ok(())
+}
+
+/// The newest modification time among the Worker's build inputs.
+fn newest_input() -> anyhow::Result<SystemTime> {
+    let root = workspace_root();
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for input in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "functions/worker/Cargo.toml",
+        "functions/worker/build.sh",
+        "functions/worker/package-lock.json",
+        "functions/worker/src",
+        "functions/core/Cargo.toml",
+        "functions/core/src",
+        "signer/Cargo.toml",
+        "signer/src",
+    ] {
+        visit(&root.join(input), &mut newest)?;
+    }
+    Ok(newest)
+}
+
+fn visit(path: &Path, newest: &mut SystemTime) -> anyhow::Result<()> {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if meta.is_dir() {
+        for entry in fs::read_dir(path)? {
+            visit(&entry?.path(), newest)?;
+        }
+    } else {
+        *newest = (*newest).max(meta.modified()?);
+    }
+    Ok(())
+}
+
+fn tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
