@@ -50,7 +50,9 @@ impl LocalSigner {
 
     /// Generates a fresh key (development and tests).
     pub fn generate() -> Self {
-        Self::from_secret(p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng))
+        Self::from_secret(p256::SecretKey::random(
+            &mut p256::elliptic_curve::rand_core::OsRng,
+        ))
     }
 
     /// The private key as PKCS#8 PEM, for emitting a development key. Handle as a secret.

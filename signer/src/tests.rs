@@ -7,10 +7,22 @@ fn rejects_bad_keys_without_echoing_them() {
     let cases: &[(&str, &str)] = &[
         ("empty", "  "),
         ("garbage", "not a key at all secretsecret"),
-        ("bad pem", "-----BEGIN PRIVATE KEY-----\nAAAAsecretsecret\n-----END PRIVATE KEY-----"),
-        ("bad sec1", "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----"),
-        ("rsa jwk", r#"{"kty":"RSA","n":"secretsecret","e":"AQAB","d":"secretsecret"}"#),
-        ("public-only jwk", r#"{"kty":"EC","crv":"P-256","x":"secretsecret","y":"AAAA"}"#),
+        (
+            "bad pem",
+            "-----BEGIN PRIVATE KEY-----\nAAAAsecretsecret\n-----END PRIVATE KEY-----",
+        ),
+        (
+            "bad sec1",
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----",
+        ),
+        (
+            "rsa jwk",
+            r#"{"kty":"RSA","n":"secretsecret","e":"AQAB","d":"secretsecret"}"#,
+        ),
+        (
+            "public-only jwk",
+            r#"{"kty":"EC","crv":"P-256","x":"secretsecret","y":"AAAA"}"#,
+        ),
     ];
     for (name, input) in cases {
         let err = LocalSigner::from_encoded(input).expect_err(name);

@@ -24,7 +24,8 @@ fn kid_matches_jsonwebtoken_thumbprint() {
     let jwk: jsonwebtoken::jwk::Jwk =
         serde_json::from_value(serde_json::to_value(signer.public_jwk()).unwrap()).unwrap();
     assert_eq!(
-        jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).unwrap(),
+        jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+            .unwrap(),
         signer.key_id()
     );
 }
@@ -36,7 +37,11 @@ fn key_set_publishes_active_then_previous() {
     let mut prev = old.public_jwk().clone();
     prev.kid = None; // filled with the thumbprint
     let set = KeySet::new(new.clone(), vec![prev, new.public_jwk().clone()]).unwrap();
-    let kids: Vec<_> = set.public_keys().iter().map(|k| k.kid().to_owned()).collect();
+    let kids: Vec<_> = set
+        .public_keys()
+        .iter()
+        .map(|k| k.kid().to_owned())
+        .collect();
     assert_eq!(kids, vec![new.key_id().to_owned(), old.key_id().to_owned()]);
     assert_eq!(set.jwks()["keys"].as_array().unwrap().len(), 2);
 }

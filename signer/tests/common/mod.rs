@@ -46,7 +46,11 @@ pub async fn check_signer_contract(signer: &dyn Signer, rounds: usize) {
     assert_eq!(jwk.kty, "EC");
     assert_eq!(jwk.crv, "P-256");
     assert_eq!(signer.key_id(), jwk.kid());
-    assert_eq!(jwk.kid(), jwk.thumbprint(), "kid must be the RFC 7638 thumbprint");
+    assert_eq!(
+        jwk.kid(),
+        jwk.thumbprint(),
+        "kid must be the RFC 7638 thumbprint"
+    );
     assert_eq!(jwk.use_.as_deref(), Some("sig"));
     assert_eq!(jwk.alg.as_deref(), Some("ES256"));
     for i in 0..rounds {
@@ -54,8 +58,14 @@ pub async fn check_signer_contract(signer: &dyn Signer, rounds: usize) {
         let sig = signer.sign(input.as_bytes()).await.expect("sign");
         assert_eq!(sig.len(), 64, "JOSE ES256 signature is r||s, 64 bytes");
         assert!(is_low_s(&sig), "round {i}: high-S signature emitted");
-        assert!(verify_with_jsonwebtoken(jwk, input.as_bytes(), &sig), "round {i}: jsonwebtoken rejects");
-        assert!(verify_with_p256(jwk, input.as_bytes(), &sig), "round {i}: p256 rejects");
+        assert!(
+            verify_with_jsonwebtoken(jwk, input.as_bytes(), &sig),
+            "round {i}: jsonwebtoken rejects"
+        );
+        assert!(
+            verify_with_p256(jwk, input.as_bytes(), &sig),
+            "round {i}: p256 rejects"
+        );
         let mut bad = sig.clone();
         bad[10] ^= 1;
         assert!(!verify_with_jsonwebtoken(jwk, input.as_bytes(), &bad));
