@@ -1,0 +1,269 @@
+//! The AWS Lambda shell of txbridge: start-up (config, signer, HTTP client) and the
+//! translation between `lambda_http` events and the core's `http` types.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt as _, Response};
+use txbridge_core::{
+    ClientIp, Config, HttpClient, HttpError, KeySet, MAX_UPSTREAM_BODY, SignerKind, SystemClock,
+    TxBridge,
+};
+use txbridge_signer::{LocalSigner, Signer};
+
+/// Why the function could not start. One clear line; never key material.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("no config: set TXBRIDGE_CONFIG_FILE (a path) or TXBRIDGE_CONFIG (the TOML text)")]
+    NoConfig,
+    #[error("cannot read TXBRIDGE_CONFIG_FILE: {0}")]
+    ConfigFile(std::io::Error),
+    #[error("{0}")]
+    Config(#[from] txbridge_core::ConfigError),
+    #[error("TXBRIDGE_SIGNING_KEY: {0}")]
+    LocalKey(txbridge_signer::KeyError),
+    #[error("KMS signer: {0}")]
+    KmsKey(txbridge_signer::KeyError),
+    #[error("[signer] kind = \"kms\" needs a build with the `kms` feature")]
+    KmsNotBuilt,
+    #[error("key set: {0}")]
+    KeySet(txbridge_signer::KeyError),
+    #[error("HTTP client: {0}")]
+    HttpClient(String),
+}
+
+/// Reads the config from the environment: `TXBRIDGE_CONFIG_FILE` wins over `TXBRIDGE_CONFIG`.
+pub fn config_from_env() -> Result<Config, StartupError> {
+    let text = match std::env::var_os("TXBRIDGE_CONFIG_FILE").filter(|v| !v.is_empty()) {
+        Some(path) => std::fs::read_to_string(path).map_err(StartupError::ConfigFile)?,
+        None => std::env::var("TXBRIDGE_CONFIG")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(StartupError::NoConfig)?,
+    };
+    Ok(Config::from_toml_str(&text)?)
+}
+
+/// Builds the signer named by the config and the published key set.
+pub async fn key_set(config: &Config) -> Result<KeySet, StartupError> {
+    let previous = config.signer().previous_public_keys.clone();
+    let signer: Arc<dyn Signer> = match &config.signer().kind {
+        SignerKind::Local => {
+            let pem = std::env::var("TXBRIDGE_SIGNING_KEY").unwrap_or_default();
+            Arc::new(LocalSigner::from_encoded(&pem).map_err(StartupError::LocalKey)?)
+        }
+        #[cfg(feature = "kms")]
+        SignerKind::Kms {
+            key_id,
+            previous_key_ids,
+        } => {
+            let kms = txbridge_signer::KmsSigner::from_env(
+                key_id,
+                txbridge_signer::KmsSignerOptions::default(),
+            )
+            .await
+            .map_err(StartupError::KmsKey)?;
+            let mut previous = previous;
+            previous.extend(
+                kms.fetch_public_jwks(previous_key_ids)
+                    .await
+                    .map_err(StartupError::KmsKey)?,
+            );
+            return KeySet::new(Arc::new(kms), previous).map_err(StartupError::KeySet);
+        }
+        #[allow(unreachable_patterns)]
+        _ => return Err(StartupError::KmsNotBuilt),
+    };
+    KeySet::new(signer, previous).map_err(StartupError::KeySet)
+}
+
+/// Everything built once per cold start.
+pub async fn build() -> Result<TxBridge, StartupError> {
+    let config = config_from_env()?;
+    let keys = key_set(&config).await?;
+    let http = ReqwestClient::new()?;
+    Ok(TxBridge::new(
+        config,
+        keys,
+        Arc::new(http),
+        Arc::new(SystemClock),
+    ))
+}
+
+/// Outbound HTTP for discovery and JWKS: rustls, no redirects, timeouts, capped body.
+#[derive(Debug, Clone)]
+pub struct ReqwestClient {
+    client: reqwest::Client,
+}
+
+/// Connect and whole-request timeouts for issuer fetches.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl ReqwestClient {
+    pub fn new() -> Result<Self, StartupError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("txbridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
+        Ok(ReqwestClient { client })
+    }
+}
+
+fn map_reqwest(e: &reqwest::Error) -> HttpError {
+    if e.is_timeout() {
+        HttpError::Timeout
+    } else if e.is_connect() {
+        HttpError::Connect
+    } else {
+        HttpError::Other("request failed".into())
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for ReqwestClient {
+    async fn execute(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let (parts, body) = request.into_parts();
+        let url = parts.uri.to_string();
+        let mut resp = self
+            .client
+            .request(parts.method, url)
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| map_reqwest(&e))?;
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_UPSTREAM_BODY as u64)
+        {
+            return Err(HttpError::BodyTooLarge);
+        }
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| map_reqwest(&e))? {
+            if body.len() + chunk.len() > MAX_UPSTREAM_BODY {
+                return Err(HttpError::BodyTooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut out = http::Response::new(body);
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        Ok(out)
+    }
+}
+
+/// The caller's source IP and the API Gateway stage, from the event's request context.
+fn context_of(req: &Request) -> (Option<std::net::IpAddr>, Option<String>) {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => (
+            ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            ctx.stage.clone(),
+        ),
+        Some(RequestContext::ApiGatewayV1(ctx)) => (
+            ctx.identity
+                .source_ip
+                .as_deref()
+                .and_then(|ip| ip.parse().ok()),
+            ctx.stage.clone(),
+        ),
+        _ => (None, None),
+    }
+}
+
+/// Strips an API Gateway stage (`/prod/token` -> `/token`) and an optional configured base
+/// path (`TXBRIDGE_BASE_PATH`, for custom-domain base path mappings).
+fn route_path(path: &str, stage: Option<&str>, base: Option<&str>) -> String {
+    /// `/prefix/rest` -> `/rest`, only on a whole path segment.
+    fn strip<'a>(p: &'a str, prefix: &str) -> Option<&'a str> {
+        p.strip_prefix(prefix)
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+    let mut p = path;
+    if let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default") {
+        p = strip(p, &format!("/{stage}")).unwrap_or(p);
+    }
+    if let Some(base) = base
+        .map(|b| b.trim_end_matches('/'))
+        .filter(|b| !b.is_empty())
+    {
+        p = strip(p, base).unwrap_or(p);
+    }
+    if p.is_empty() { "/".into() } else { p.into() }
+}
+
+/// Converts a lambda_http request into the core's request type.
+pub fn to_core_request(req: Request, base_path: Option<&str>) -> http::Request<Vec<u8>> {
+    let (ip, stage) = context_of(&req);
+    let (parts, body) = req.into_parts();
+    let bytes = match body {
+        Body::Empty => Vec::new(),
+        Body::Text(t) => t.into_bytes(),
+        Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    let path = route_path(parts.uri.path(), stage.as_deref(), base_path);
+    let mut out = http::Request::new(bytes);
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = path.parse().unwrap_or_default();
+    *out.headers_mut() = parts.headers;
+    if let Some(ip) = ip {
+        out.extensions_mut().insert(ClientIp(ip));
+    }
+    out
+}
+
+/// Converts the core's response into a lambda_http response (JSON bodies as text).
+pub fn to_lambda_response(resp: http::Response<Vec<u8>>) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let body = match String::from_utf8(body) {
+        Ok(t) if t.is_empty() => Body::Empty,
+        Ok(t) => Body::Text(t),
+        Err(e) => Body::Binary(e.into_bytes()),
+    };
+    Response::from_parts(parts, body)
+}
+
+/// One event through the core.
+pub async fn handle(bridge: &TxBridge, req: Request, base_path: Option<&str>) -> Response<Body> {
+    to_lambda_response(bridge.handle(to_core_request(req, base_path)).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_path;
+
+    #[test]
+    fn stage_and_base_path_are_stripped() {
+        let cases = [
+            ("/token", None, None, "/token"),
+            ("/prod/token", Some("prod"), None, "/token"),
+            ("/production/token", Some("prod"), None, "/production/token"),
+            ("/token", Some("$default"), None, "/token"),
+            ("/tts/token", None, Some("/tts"), "/token"),
+            (
+                "/prod/tts/.well-known/jwks.json",
+                Some("prod"),
+                Some("/tts/"),
+                "/.well-known/jwks.json",
+            ),
+            ("/prod", Some("prod"), None, "/"),
+        ];
+        for (path, stage, base, want) in cases {
+            assert_eq!(
+                route_path(path, stage, base),
+                want,
+                "{path} {stage:?} {base:?}"
+            );
+        }
+    }
+}
