@@ -4,6 +4,10 @@
 
 use std::process::Child;
 
+pub mod procs;
+pub mod suite;
+pub mod worker;
+
 /// A process started for a test, stopped (with its process group) on drop.
 #[derive(Debug)]
 pub struct Running {
@@ -16,6 +20,11 @@ impl Running {
     /// Wraps a child started in its own process group (`process_group(0)`).
     pub fn new(base_url: String, child: Child) -> Self {
         Running { base_url, child }
+    }
+
+    /// Has the process exited? (Reaps it if so.)
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// The child's pid.

@@ -46,7 +46,10 @@ pub fn start(config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running
     fs::create_dir_all(&run_dir)?;
     // Copies, so that a rebuild while this instance runs cannot change what it serves.
     fs::copy(dir.join("build/index.js"), run_dir.join("index.js"))?;
-    fs::copy(dir.join("build/index_bg.wasm"), run_dir.join("index_bg.wasm"))?;
+    fs::copy(
+        dir.join("build/index_bg.wasm"),
+        run_dir.join("index_bg.wasm"),
+    )?;
     fs::write(run_dir.join("config.toml"), config_toml)?;
     fs::write(run_dir.join("signing-key.pem"), signing_key_pem)?;
     fs::write(
@@ -85,7 +88,7 @@ fn wait_ready(running: &mut Running, base_url: &str) -> anyhow::Result<()> {
         {
             return Ok(());
         }
-        if let Some(status) = running.child.try_wait()? {
+        if let Some(status) = running.try_wait() {
             bail!("workerd exited during start-up ({status})");
         }
         if Instant::now() > deadline {

@@ -56,8 +56,32 @@ struct State {
     snapshot: Option<Arc<KeySnapshot>>,
     /// Bumped after every fetch attempt, successful or not.
     generation: u64,
-    last_kid_refresh: Option<u64>,
+    /// Unknown-kid refreshes used from the burst budget, and when that was last updated.
+    kid_refreshes_used: u64,
+    kid_budget_at: u64,
+    /// Kids a refresh did not find, with when: no second refresh for them within the interval.
+    missed_kids: Vec<(String, u64)>,
     last_failure: Option<u64>,
+}
+
+/// Unknown-kid refreshes allowed in a burst; one more becomes available per
+/// `min_refresh_interval`. A burst lets a real rotation through right after a few bogus kids.
+const KID_REFRESH_BURST: u64 = 10;
+/// How many missed kids are remembered.
+const MAX_MISSED_KIDS: usize = 64;
+
+impl State {
+    /// Refreshes still available in the budget at `now`.
+    fn kid_budget(&self, now: u64, interval: u64) -> u64 {
+        let refilled = now.saturating_sub(self.kid_budget_at) / interval.max(1);
+        KID_REFRESH_BURST.saturating_sub(self.kid_refreshes_used.saturating_sub(refilled))
+    }
+
+    fn recently_missed(&self, kid: &str, now: u64, interval: u64) -> bool {
+        self.missed_kids
+            .iter()
+            .any(|(k, at)| k == kid && now < at + interval)
+    }
 }
 
 /// How long after a failed fetch requests get 503 without fetching again.
@@ -113,15 +137,11 @@ impl KeyCache {
             None if recently_failed => Plan::Fail,
             None => Plan::Fetch(Reason::Cold),
             Some(s) if now < s.fetched_at + t.ttl => {
-                if s.has_kid(kid) {
+                let missed = kid.is_some_and(|k| st.recently_missed(k, now, t.min_refresh_interval));
+                if s.has_kid(kid) || missed || st.kid_budget(now, t.min_refresh_interval) == 0 {
                     Plan::Use(s.clone())
-                } else if st
-                    .last_kid_refresh
-                    .is_none_or(|r| now >= r + t.min_refresh_interval)
-                {
-                    Plan::Fetch(Reason::UnknownKid)
                 } else {
-                    Plan::Use(s.clone())
+                    Plan::Fetch(Reason::UnknownKid)
                 }
             }
             Some(s) if recently_failed && now < s.fetched_at + t.ttl + t.stale_grace => {
@@ -170,7 +190,18 @@ impl KeyCache {
         let mut st = slot.lock();
         st.generation += 1;
         if reason == Reason::UnknownKid {
-            st.last_kid_refresh = Some(now);
+            let interval = self.tuning.min_refresh_interval;
+            st.kid_refreshes_used = KID_REFRESH_BURST - st.kid_budget(now, interval) + 1;
+            st.kid_budget_at = now;
+            if let (Some(k), Ok(keys)) = (kid, &result) {
+                if !keys.iter().any(|key| key.kid.as_deref() == Some(k)) {
+                    st.missed_kids.retain(|(_, at)| now < at + interval);
+                    if st.missed_kids.len() >= MAX_MISSED_KIDS {
+                        st.missed_kids.remove(0);
+                    }
+                    st.missed_kids.push((k.to_owned(), now));
+                }
+            }
         }
         match result {
             Ok(keys) => {

@@ -157,7 +157,7 @@ pub struct RawKeyCache {
     /// How long fetched keys are fresh. Default 5m.
     #[serde(default)]
     pub ttl: Option<String>,
-    /// Minimum time between refreshes triggered by an unknown `kid`. Default 10s.
+    /// Unknown-`kid` refreshes: a burst of 10, then one per this interval. Default 10s.
     #[serde(default)]
     pub min_refresh_interval: Option<String>,
     /// How long expired keys keep serving while the issuer is unreachable. Default 1h.
