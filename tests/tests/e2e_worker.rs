@@ -12,8 +12,17 @@ fn worker_end_to_end() {
     let (config, key) = harness.config(&issuer).unwrap();
     let running = txbridge_tests::worker::start(&config, &key).unwrap();
     let port = running.base_url.rsplit(':').next().unwrap().to_owned();
-    let log = txbridge_tests::workspace_root().join(format!("target/tmp/txbridge-worker-{port}.log"));
-    let env = Env::new(harness, Function { base_url: running.base_url.clone(), issuer, logs: vec![log] }, key);
+    let log =
+        txbridge_tests::workspace_root().join(format!("target/tmp/txbridge-worker-{port}.log"));
+    let env = Env::new(
+        harness,
+        Function {
+            base_url: running.base_url.clone(),
+            issuer,
+            logs: vec![log],
+        },
+        key,
+    );
     suite::run(&env);
     drop(running);
 }
