@@ -29,6 +29,21 @@ enum Command {
     Token(TokenArgs),
     /// Print a txbridge development config (TOML) that trusts a running harness.
     Config(ConfigArgs),
+    /// Verify a TxToken (stdin) against a txbridge JWKS and print its header and claims.
+    VerifyTxtoken(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// URL of txbridge's published JWKS (`/.well-known/jwks.json`).
+    #[arg(long)]
+    jwks: String,
+    /// Expected `iss`.
+    #[arg(long)]
+    issuer: String,
+    /// Expected `aud` (the trust domain); default: the issuer.
+    #[arg(long)]
+    audience: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +125,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Token(args) => token(args).await,
             Command::Config(args) => config(args).await,
+            Command::VerifyTxtoken(args) => verify_txtoken(args).await,
         }
     });
     match result {
@@ -175,6 +191,51 @@ async fn token(args: TokenArgs) -> Result<(), Error> {
     };
     let token = client::request_token(&client::http_client()?, &args.harness, &params).await?;
     println!("{token}");
+    Ok(())
+}
+
+/// Independent check of a TxToken (jsonwebtoken, not txbridge's code): ES256 on the published
+/// JWKS, `typ` txntoken+jwt, iss, aud, exp. Prints `{"header", "claims"}`, never the token.
+async fn verify_txtoken(args: VerifyArgs) -> Result<(), Error> {
+    use std::io::Read as _;
+    let mut token = String::new();
+    std::io::stdin()
+        .read_to_string(&mut token)
+        .map_err(|source| Error::Io {
+            context: "reading the token from stdin".into(),
+            source,
+        })?;
+    let token = token.trim();
+    let jwks: jsonwebtoken::jwk::JwkSet = client::http_client()?
+        .get(&args.jwks)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| Error::Http(format!("fetching {}: {e}", args.jwks)))?
+        .json()
+        .await
+        .map_err(|e| Error::Http(format!("JWKS is not valid: {e}")))?;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Spec("not a JWS".into()))?;
+    if header.typ.as_deref() != Some("txntoken+jwt") {
+        return Err(Error::Spec("typ is not txntoken+jwt".into()));
+    }
+    let kid = header.kid.clone().unwrap_or_default();
+    let jwk = jwks
+        .find(&kid)
+        .ok_or_else(|| Error::Spec("kid is not in the JWKS".into()))?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk)
+        .map_err(|e| Error::Key(format!("JWKS key: {e}")))?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_issuer(&[&args.issuer]);
+    validation.set_audience(&[args.audience.as_deref().unwrap_or(&args.issuer)]);
+    validation.set_required_spec_claims(&["iss", "aud", "exp", "sub"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+        .map_err(|e| Error::Spec(format!("TxToken rejected: {e}")))?;
+    let out = serde_json::json!({"header": data.header, "claims": data.claims});
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&out).map_err(|e| Error::Spec(e.to_string()))?
+    );
     Ok(())
 }
 

@@ -46,10 +46,20 @@ pub fn ensure_built() {
     BUILT.get_or_init(|| {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(workspace_root())
-            .args(["build", "-q", "-p", "txbridge-harness", "-p", "txbridge-lambda"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "txbridge-harness",
+                "-p",
+                "txbridge-lambda",
+            ])
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "building the harness and the Lambda failed");
+        assert!(
+            status.success(),
+            "building the harness and the Lambda failed"
+        );
     });
 }
 
@@ -58,14 +68,29 @@ pub fn harness_bin() -> PathBuf {
 }
 
 /// Waits until `url` answers 200 (or the child dies, or the deadline passes).
-pub fn wait_ready(url: &str, child: &mut Running, timeout: Duration, log: &Path) -> anyhow::Result<()> {
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build()?;
+pub fn wait_ready(
+    url: &str,
+    child: &mut Running,
+    timeout: Duration,
+    log: &Path,
+) -> anyhow::Result<()> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait() {
-            bail!("process exited ({status}) before it was ready; log:\n{}", tail(log));
+            bail!(
+                "process exited ({status}) before it was ready; log:\n{}",
+                tail(log)
+            );
         }
-        if client.get(url).send().map(|r| r.status().is_success()).unwrap_or(false) {
+        if client
+            .get(url)
+            .send()
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+        {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -97,12 +122,15 @@ impl Harness {
         let ready = dir.path("ready.json");
         let log = dir.path("harness.log");
         let mut cmd = Command::new(harness_bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--ready-file"]).arg(&ready);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready);
         for s in specs {
             cmd.args(["--cluster", s]);
         }
         let out = std::fs::File::create(&log)?;
-        cmd.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null());
+        cmd.stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut proc = Running::new(String::new(), cmd.spawn().context("spawn harness")?);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -130,7 +158,10 @@ impl Harness {
     }
 
     pub fn cluster(&self, name: &str) -> &Value {
-        self.clusters.iter().find(|c| c["name"] == name).expect("cluster in harness")
+        self.clusters
+            .iter()
+            .find(|c| c["name"] == name)
+            .expect("cluster in harness")
     }
 
     /// A development config trusting every harness cluster, and a fresh signing key PEM.
@@ -138,13 +169,26 @@ impl Harness {
         let dir = TempDir::new("config");
         let key = dir.path("key.pem");
         let out = Command::new(harness_bin())
-            .args(["config", "--harness", &self.base_url, "--issuer", issuer, "--key-out"])
+            .args([
+                "config",
+                "--harness",
+                &self.base_url,
+                "--issuer",
+                issuer,
+                "--key-out",
+            ])
             .arg(&key)
             .output()?;
         if !out.status.success() {
-            bail!("harness config failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "harness config failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        Ok((String::from_utf8(out.stdout)?, std::fs::read_to_string(&key)?))
+        Ok((
+            String::from_utf8(out.stdout)?,
+            std::fs::read_to_string(&key)?,
+        ))
     }
 
     fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
@@ -161,7 +205,14 @@ impl Harness {
     }
 
     /// A projected SA token from the TokenRequest API.
-    pub fn token(&self, cluster: &str, ns: &str, sa: &str, audiences: &[&str], secs: u64) -> anyhow::Result<String> {
+    pub fn token(
+        &self,
+        cluster: &str,
+        ns: &str,
+        sa: &str,
+        audiences: &[&str],
+        secs: u64,
+    ) -> anyhow::Result<String> {
         let v = self.post(
             &format!("/clusters/{cluster}/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"),
             &serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
@@ -171,7 +222,13 @@ impl Harness {
     }
 
     /// Signs exactly `header`/`claims` with the cluster's active key or a foreign one.
-    pub fn sign(&self, cluster: &str, header: Value, claims: Value, key: &str) -> anyhow::Result<String> {
+    pub fn sign(
+        &self,
+        cluster: &str,
+        header: Value,
+        claims: Value,
+        key: &str,
+    ) -> anyhow::Result<String> {
         let v = self.post(
             &format!("/admin/clusters/{cluster}/sign"),
             &serde_json::json!({"header": header, "claims": claims, "key": key, "key_mismatch": true}),
@@ -180,12 +237,18 @@ impl Harness {
     }
 
     pub fn rotate(&self, cluster: &str, keep_old: bool) -> anyhow::Result<String> {
-        let v = self.post(&format!("/admin/clusters/{cluster}/rotate?keep_old={keep_old}"), &Value::Null)?;
+        let v = self.post(
+            &format!("/admin/clusters/{cluster}/rotate?keep_old={keep_old}"),
+            &Value::Null,
+        )?;
         Ok(v["kid"].as_str().context("kid")?.to_owned())
     }
 
     pub fn fault(&self, cluster: &str, target: &str, mode: &str) -> anyhow::Result<()> {
-        self.post(&format!("/admin/clusters/{cluster}/fault"), &serde_json::json!({"target": target, "mode": mode}))?;
+        self.post(
+            &format!("/admin/clusters/{cluster}/fault"),
+            &serde_json::json!({"target": target, "mode": mode}),
+        )?;
         Ok(())
     }
 
@@ -196,15 +259,26 @@ impl Harness {
 
 /// The cargo-lambda bin dir: `TXBRIDGE_CARGO_LAMBDA_BIN`, else the one `.ci/lambda.sh` installs.
 fn cargo_lambda_path() -> anyhow::Result<String> {
-    let bin = std::env::var("TXBRIDGE_CARGO_LAMBDA_BIN").ok().unwrap_or_else(|| {
-        let tools = std::env::var("TXBRIDGE_TOOLS")
-            .unwrap_or_else(|_| format!("{}/.cache/txbridge", std::env::var("HOME").unwrap_or_default()));
-        format!("{tools}/venv-cargo-lambda/bin")
-    });
+    let bin = std::env::var("TXBRIDGE_CARGO_LAMBDA_BIN")
+        .ok()
+        .unwrap_or_else(|| {
+            let tools = std::env::var("TXBRIDGE_TOOLS").unwrap_or_else(|_| {
+                format!(
+                    "{}/.cache/txbridge",
+                    std::env::var("HOME").unwrap_or_default()
+                )
+            });
+            format!("{tools}/venv-cargo-lambda/bin")
+        });
     if !Path::new(&bin).join("cargo-lambda").exists() {
-        bail!("cargo-lambda not found in {bin}: run `bash .ci/lambda.sh install` (or `bash .ci/run`)");
+        bail!(
+            "cargo-lambda not found in {bin}: run `bash .ci/lambda.sh install` (or `bash .ci/run`)"
+        );
     }
-    Ok(format!("{bin}:{}", std::env::var("PATH").unwrap_or_default()))
+    Ok(format!(
+        "{bin}:{}",
+        std::env::var("PATH").unwrap_or_default()
+    ))
 }
 
 /// Picks the Lambda's port first, so the config can name its own issuer URL.
@@ -213,7 +287,12 @@ pub fn lambda_base_url(port: u16) -> String {
 }
 
 /// Runs the Lambda under `cargo lambda watch` on `port` with this config and signing key.
-pub fn start_lambda(port: u16, config: &str, key: &str, env: &[(&str, &str)]) -> anyhow::Result<(Running, PathBuf, TempDir)> {
+pub fn start_lambda(
+    port: u16,
+    config: &str,
+    key: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Running, PathBuf, TempDir)> {
     ensure_built();
     let dir = TempDir::new("lambda");
     let cfg = dir.path("config.toml");
@@ -222,7 +301,15 @@ pub fn start_lambda(port: u16, config: &str, key: &str, env: &[(&str, &str)]) ->
     let out = std::fs::File::create(&log)?;
     let mut cmd = Command::new("cargo");
     cmd.current_dir(workspace_root().join("functions/lambda"))
-        .args(["lambda", "watch", "-A", "127.0.0.1", "-P", &port.to_string(), "--ignore-changes"])
+        .args([
+            "lambda",
+            "watch",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "--ignore-changes",
+        ])
         .env("PATH", cargo_lambda_path()?)
         .env("TXBRIDGE_CONFIG_FILE", &cfg)
         .env("TXBRIDGE_SIGNING_KEY", key)
@@ -236,7 +323,15 @@ pub fn start_lambda(port: u16, config: &str, key: &str, env: &[(&str, &str)]) ->
         cmd.arg("--env-var").arg(format!("{k}={v}"));
     }
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut running = Running::new(lambda_base_url(port), cmd.spawn().context("spawn cargo lambda watch")?);
-    wait_ready(&format!("{}/healthz", running.base_url), &mut running, Duration::from_secs(600), &log)?;
+    let mut running = Running::new(
+        lambda_base_url(port),
+        cmd.spawn().context("spawn cargo lambda watch")?,
+    );
+    wait_ready(
+        &format!("{}/healthz", running.base_url),
+        &mut running,
+        Duration::from_secs(600),
+        &log,
+    )?;
     Ok((running, log, dir))
 }

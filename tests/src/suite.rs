@@ -19,7 +19,11 @@ pub const TXN: &str = "urn:ietf:params:oauth:token-type:txn_token";
 
 /// The clusters every run uses: a direct RS256 issuer, a mirrored ES256 one, and a third
 /// (cold, for upstream faults).
-pub const CLUSTERS: [&str; 3] = ["name=alpha,alg=RS256", "name=beta,alg=ES256,mirror", "name=gamma,alg=ES256"];
+pub const CLUSTERS: [&str; 3] = [
+    "name=alpha,alg=RS256",
+    "name=beta,alg=ES256,mirror",
+    "name=gamma,alg=ES256",
+];
 
 /// The function under test.
 #[derive(Debug)]
@@ -58,7 +62,13 @@ impl Env {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        let env = Env { harness, f, signing_key, http, secrets: RefCell::new(Vec::new()) };
+        let env = Env {
+            harness,
+            f,
+            signing_key,
+            http,
+            secrets: RefCell::new(Vec::new()),
+        };
         env.secrets.borrow_mut().push(env.signing_key.clone());
         env
     }
@@ -68,13 +78,19 @@ impl Env {
     }
 
     pub fn token(&self, cluster: &str, ns: &str, sa: &str) -> String {
-        let t = self.harness.token(cluster, ns, sa, &["txbridge"], 3600).expect("harness token");
+        let t = self
+            .harness
+            .token(cluster, ns, sa, &["txbridge"], 3600)
+            .expect("harness token");
         self.remember(&t);
         t
     }
 
     pub fn sign(&self, cluster: &str, header: Value, claims: Value, key: &str) -> String {
-        let t = self.harness.sign(cluster, header, claims, key).expect("harness sign");
+        let t = self
+            .harness
+            .sign(cluster, header, claims, key)
+            .expect("harness sign");
         self.remember(&t);
         t
     }
@@ -92,12 +108,19 @@ impl Env {
         if let Some(t) = body["access_token"].as_str() {
             self.remember(t);
         }
-        Resp { status, body, raw, headers }
+        Resp {
+            status,
+            body,
+            raw,
+            headers,
+        }
     }
 
     /// POST /token with these form pairs (sent as given: duplicates stay duplicates).
     pub fn exchange_form(&self, pairs: &[(&str, &str)], headers: &[(&str, &str)]) -> Resp {
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
         let mut req = self
             .http
             .post(format!("{}/token", self.f.base_url))
@@ -128,14 +151,30 @@ impl Env {
 
 /// Asserts an OAuth error: status, exact code, no token, nothing secret echoed.
 pub fn expect_error(r: &Resp, status: u16, code: &str, what: &str) -> anyhow::Result<()> {
-    ensure!(r.status == status && r.body["error"] == code, "{what}: want {status} {code}, got {} {}", r.status, r.raw);
-    ensure!(r.body.get("access_token").is_none(), "{what}: token in an error body");
-    ensure!(r.body["error_description"].is_string(), "{what}: no error_description");
+    ensure!(
+        r.status == status && r.body["error"] == code,
+        "{what}: want {status} {code}, got {} {}",
+        r.status,
+        r.raw
+    );
+    ensure!(
+        r.body.get("access_token").is_none(),
+        "{what}: token in an error body"
+    );
+    ensure!(
+        r.body["error_description"].is_string(),
+        "{what}: no error_description"
+    );
     Ok(())
 }
 
 /// Verifies a TxToken with jsonwebtoken on the published JWKS; returns header and claims.
-pub fn verify(jwks: &Value, token: &str, issuer: &str, aud: &str) -> anyhow::Result<(jsonwebtoken::Header, Value)> {
+pub fn verify(
+    jwks: &Value,
+    token: &str,
+    issuer: &str,
+    aud: &str,
+) -> anyhow::Result<(jsonwebtoken::Header, Value)> {
     let header = jsonwebtoken::decode_header(token)?;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone())?;
     let kid = header.kid.as_deref().context("kid")?;
@@ -151,7 +190,10 @@ pub fn verify(jwks: &Value, token: &str, issuer: &str, aud: &str) -> anyhow::Res
 }
 
 fn claims_template(env: &Env, cluster: &str) -> Value {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     json!({
         "iss": env.harness.cluster(cluster)["issuer"],
         "sub": "system:serviceaccount:payments:checkout",
@@ -162,9 +204,10 @@ fn claims_template(env: &Env, cluster: &str) -> Value {
 }
 
 fn alpha_kid(env: &Env) -> String {
-    let clusters: Value = reqwest::blocking::get(format!("{}/admin/clusters", env.harness.base_url))
-        .and_then(|r| r.json())
-        .unwrap_or(Value::Null);
+    let clusters: Value =
+        reqwest::blocking::get(format!("{}/admin/clusters", env.harness.base_url))
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null);
     clusters["clusters"]
         .as_array()
         .and_then(|a| a.iter().find(|c| c["name"] == "alpha"))
@@ -193,56 +236,129 @@ fn happy_path_two_clusters(env: &Env) -> anyhow::Result<()> {
             &[("X-Txbridge-Workload", "payments/checkout-web")],
         );
         ensure!(r.status == 200, "{cluster}: {} {}", r.status, r.raw);
-        ensure!(r.headers.get("cache-control").is_some_and(|v| v == "no-store"), "no-store");
-        ensure!(r.body["issued_token_type"] == TXN && r.body["token_type"] == "N_A", "{}", r.raw);
+        ensure!(
+            r.headers
+                .get("cache-control")
+                .is_some_and(|v| v == "no-store"),
+            "no-store"
+        );
+        ensure!(
+            r.body["issued_token_type"] == TXN && r.body["token_type"] == "N_A",
+            "{}",
+            r.raw
+        );
         ensure!(r.body["scope"] == "orders:read", "scope {}", r.raw);
         let exp_in = r.body["expires_in"].as_u64().context("expires_in")?;
         ensure!((1..=300).contains(&exp_in), "expires_in {exp_in}");
         let token = r.body["access_token"].as_str().context("access_token")?;
         let (h, c) = verify(&jwks, token, &env.f.issuer, &env.f.issuer)?;
         ensure!(h.typ.as_deref() == Some("txntoken+jwt"), "typ {:?}", h.typ);
-        ensure!(c["sub"] == format!("{cluster}:system:serviceaccount:payments:checkout"), "sub {c}");
+        ensure!(
+            c["sub"] == format!("{cluster}:system:serviceaccount:payments:checkout"),
+            "sub {c}"
+        );
         ensure!(c["txn"].as_str().is_some_and(|t| t.len() >= 22), "txn {c}");
-        ensure!(c["req_wl"] == "payments/checkout-web" && c["rctx"]["req_wl"] == "payments/checkout-web", "req_wl {c}");
-        ensure!(c["tctx"] == json!({"order": "42", "cluster": cluster, "namespace": "payments", "service_account": "checkout"}), "tctx {c}");
-        ensure!(c["rctx"]["purpose"] == "e2e" && c["rctx"]["authn"] == JWT, "rctx {c}");
+        ensure!(
+            c["req_wl"] == "payments/checkout-web"
+                && c["rctx"]["req_wl"] == "payments/checkout-web",
+            "req_wl {c}"
+        );
+        ensure!(
+            c["tctx"]
+                == json!({"order": "42", "cluster": cluster, "namespace": "payments", "service_account": "checkout"}),
+            "tctx {c}"
+        );
+        ensure!(
+            c["rctx"]["purpose"] == "e2e" && c["rctx"]["authn"] == JWT,
+            "rctx {c}"
+        );
         if let Some(ip) = c["rctx"].get("req_ip") {
-            ensure!(ip.as_str().is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok()), "req_ip {ip}");
+            ensure!(
+                ip.as_str()
+                    .is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok()),
+                "req_ip {ip}"
+            );
         }
     }
     Ok(())
 }
 
 fn metadata_documents(env: &Env) -> anyhow::Result<()> {
-    for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
         let r = env.get(path);
         ensure!(r.status == 200, "{path}: {}", r.status);
-        ensure!(r.body["issuer"] == env.f.issuer.as_str(), "{path}: issuer {}", r.raw);
-        ensure!(r.body["token_endpoint"] == format!("{}/token", env.f.issuer), "{path}: {}", r.raw);
-        ensure!(r.body["jwks_uri"] == format!("{}/.well-known/jwks.json", env.f.issuer), "{path}: {}", r.raw);
-        ensure!(r.body["grant_types_supported"] == json!([TE]), "{path}: {}", r.raw);
+        ensure!(
+            r.body["issuer"] == env.f.issuer.as_str(),
+            "{path}: issuer {}",
+            r.raw
+        );
+        ensure!(
+            r.body["token_endpoint"] == format!("{}/token", env.f.issuer),
+            "{path}: {}",
+            r.raw
+        );
+        ensure!(
+            r.body["jwks_uri"] == format!("{}/.well-known/jwks.json", env.f.issuer),
+            "{path}: {}",
+            r.raw
+        );
+        ensure!(
+            r.body["grant_types_supported"] == json!([TE]),
+            "{path}: {}",
+            r.raw
+        );
     }
     let r = env.get("/.well-known/jwks.json");
     ensure!(r.status == 200, "jwks {}", r.status);
-    ensure!(r.headers.get("cache-control").is_some_and(|v| v.to_str().unwrap_or("").contains("max-age")), "jwks cache-control");
+    ensure!(
+        r.headers
+            .get("cache-control")
+            .is_some_and(|v| v.to_str().unwrap_or("").contains("max-age")),
+        "jwks cache-control"
+    );
     let keys = r.body["keys"].as_array().context("keys")?;
-    ensure!(!keys.is_empty() && keys.iter().all(|k| k["kty"] == "EC" && k.get("d").is_none() && k["kid"].is_string()), "jwks {}", r.raw);
+    ensure!(
+        !keys.is_empty()
+            && keys
+                .iter()
+                .all(|k| k["kty"] == "EC" && k.get("d").is_none() && k["kid"].is_string()),
+        "jwks {}",
+        r.raw
+    );
     let h = env.get("/healthz");
-    ensure!(h.status == 200 && h.body["status"] == "ok", "healthz {}", h.raw);
+    ensure!(
+        h.status == 200 && h.body["status"] == "ok",
+        "healthz {}",
+        h.raw
+    );
     Ok(())
 }
 
 fn mirror_case(env: &Env) -> anyhow::Result<()> {
     let beta = env.harness.cluster("beta");
     ensure!(beta["mirror"] == true, "beta is mirrored");
-    ensure!(!beta["discovery_url"].as_str().unwrap_or("").starts_with(beta["issuer"].as_str().unwrap_or("-")), "hosted away from the issuer");
+    ensure!(
+        !beta["discovery_url"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(beta["issuer"].as_str().unwrap_or("-")),
+        "hosted away from the issuer"
+    );
     let r = env.exchange(&env.token("beta", "payments", "checkout"), &[]);
     ensure!(r.status == 200, "mirror exchange {}", r.raw);
     Ok(())
 }
 
 fn key_rotation_without_restart(env: &Env) -> anyhow::Result<()> {
-    ensure!(env.exchange(&env.token("alpha", "payments", "checkout"), &[]).status == 200, "before");
+    ensure!(
+        env.exchange(&env.token("alpha", "payments", "checkout"), &[])
+            .status
+            == 200,
+        "before"
+    );
     env.harness.rotate("alpha", true)?;
     let r = env.exchange(&env.token("alpha", "payments", "checkout"), &[]);
     ensure!(r.status == 200, "token of the new key: {}", r.raw);
@@ -252,43 +368,121 @@ fn key_rotation_without_restart(env: &Env) -> anyhow::Result<()> {
 fn unknown_cluster_and_policy(env: &Env) -> anyhow::Result<()> {
     let mut c = claims_template(env, "alpha");
     c["iss"] = json!("https://unknown-cluster.example");
-    let t = env.sign("alpha", json!({"alg": "RS256", "kid": alpha_kid(env)}), c, "active");
-    expect_error(&env.exchange(&t, &[]), 400, "invalid_request", "unknown cluster")?;
-    expect_error(&env.exchange(&env.token("alpha", "default", "web"), &[]), 400, "invalid_request", "policy denial")?;
-    expect_error(&env.exchange(&env.token("beta", "team-a", "job"), &[]), 400, "invalid_request", "policy of another cluster")?;
+    let t = env.sign(
+        "alpha",
+        json!({"alg": "RS256", "kid": alpha_kid(env)}),
+        c,
+        "active",
+    );
+    expect_error(
+        &env.exchange(&t, &[]),
+        400,
+        "invalid_request",
+        "unknown cluster",
+    )?;
+    expect_error(
+        &env.exchange(&env.token("alpha", "default", "web"), &[]),
+        400,
+        "invalid_request",
+        "policy denial",
+    )?;
+    expect_error(
+        &env.exchange(&env.token("beta", "team-a", "job"), &[]),
+        400,
+        "invalid_request",
+        "policy of another cluster",
+    )?;
     let r = env.exchange(&env.token("alpha", "team-a", "job"), &[]);
-    ensure!(r.status == 200 && r.body["scope"] == "reports:read", "glob policy {}", r.raw);
+    ensure!(
+        r.status == 200 && r.body["scope"] == "reports:read",
+        "glob policy {}",
+        r.raw
+    );
     Ok(())
 }
 
 fn scope_ceiling(env: &Env) -> anyhow::Result<()> {
     let t = env.token("alpha", "payments", "checkout");
-    expect_error(&env.exchange(&t, &[("scope", "orders:read admin")]), 400, "invalid_scope", "escalation")?;
+    expect_error(
+        &env.exchange(&t, &[("scope", "orders:read admin")]),
+        400,
+        "invalid_scope",
+        "escalation",
+    )?;
     let r = env.exchange(&t, &[("scope", "orders:write orders:read")]);
-    ensure!(r.status == 200 && r.body["scope"] == "orders:write orders:read", "within the ceiling {}", r.raw);
+    ensure!(
+        r.status == 200 && r.body["scope"] == "orders:write orders:read",
+        "within the ceiling {}",
+        r.raw
+    );
     let r = env.exchange(&t, &[]);
-    ensure!(r.status == 200 && r.body["scope"] == "orders:read orders:write", "default = ceiling {}", r.raw);
+    ensure!(
+        r.status == 200 && r.body["scope"] == "orders:read orders:write",
+        "default = ceiling {}",
+        r.raw
+    );
     Ok(())
 }
 
 fn each_error_code(env: &Env) -> anyhow::Result<()> {
     let t = env.token("alpha", "payments", "checkout");
-    expect_error(&env.exchange_form(&[("grant_type", "client_credentials")], &[]), 400, "unsupported_grant_type", "grant")?;
-    expect_error(&env.exchange_form(&[("grant_type", TE), ("subject_token_type", JWT)], &[]), 400, "invalid_request", "missing subject_token")?;
-    expect_error(&env.exchange(&t, &[("audience", "https://elsewhere.example")]), 400, "invalid_target", "audience")?;
+    expect_error(
+        &env.exchange_form(&[("grant_type", "client_credentials")], &[]),
+        400,
+        "unsupported_grant_type",
+        "grant",
+    )?;
+    expect_error(
+        &env.exchange_form(&[("grant_type", TE), ("subject_token_type", JWT)], &[]),
+        400,
+        "invalid_request",
+        "missing subject_token",
+    )?;
+    expect_error(
+        &env.exchange(&t, &[("audience", "https://elsewhere.example")]),
+        400,
+        "invalid_target",
+        "audience",
+    )?;
     let ok = env.exchange(&t, &[("audience", &env.f.issuer)]);
     ensure!(ok.status == 200, "audience = trust domain {}", ok.raw);
     let r = env.get("/token");
     ensure!(r.status == 405, "GET /token {}", r.status);
     ensure!(env.get("/nope").status == 404, "404");
     let big = "a".repeat(70 * 1024);
-    let r = env.send(env.http.post(format!("{}/token", env.f.base_url)).header("content-type", "application/x-www-form-urlencoded").body(big));
+    let r = env.send(
+        env.http
+            .post(format!("{}/token", env.f.base_url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(big),
+    );
     ensure!(r.status == 413, "413: {}", r.status);
-    let r = env.send(env.http.post(format!("{}/token", env.f.base_url)).header("content-type", "application/json").body("{}"));
+    let r = env.send(
+        env.http
+            .post(format!("{}/token", env.f.base_url))
+            .header("content-type", "application/json")
+            .body("{}"),
+    );
     expect_error(&r, 400, "invalid_request", "content type")?;
-    let r = env.exchange_form(&[("grant_type", TE), ("subject_token", &t), ("subject_token", &t), ("subject_token_type", JWT)], &[]);
+    let r = env.exchange_form(
+        &[
+            ("grant_type", TE),
+            ("subject_token", &t),
+            ("subject_token", &t),
+            ("subject_token_type", JWT),
+        ],
+        &[],
+    );
     expect_error(&r, 400, "invalid_request", "duplicate parameter")?;
-    let r = env.send(env.http.post(format!("{}/token_endpoint", env.f.base_url)).form(&[("grant_type", TE), ("subject_token", t.as_str()), ("subject_token_type", JWT)]));
+    let r = env.send(
+        env.http
+            .post(format!("{}/token_endpoint", env.f.base_url))
+            .form(&[
+                ("grant_type", TE),
+                ("subject_token", t.as_str()),
+                ("subject_token_type", JWT),
+            ]),
+    );
     ensure!(r.status == 200, "kontxt alias {}", r.raw);
     Ok(())
 }
@@ -299,7 +493,12 @@ fn upstream_fault_and_recovery(env: &Env) -> anyhow::Result<()> {
     let r = env.exchange(&t, &[]);
     expect_error(&r, 503, "temporarily_unavailable", "issuer down")?;
     ensure!(r.headers.get("retry-after").is_some(), "Retry-After");
-    ensure!(env.exchange(&env.token("alpha", "payments", "checkout"), &[]).status == 200, "other clusters unaffected");
+    ensure!(
+        env.exchange(&env.token("alpha", "payments", "checkout"), &[])
+            .status
+            == 200,
+        "other clusters unaffected"
+    );
     env.harness.fault("gamma", "both", "none")?;
     std::thread::sleep(Duration::from_millis(1100));
     let r = env.exchange(&t, &[]);
@@ -318,24 +517,119 @@ fn attacks(env: &Env) -> anyhow::Result<()> {
     let rs = json!({"alg": "RS256", "kid": kid});
     let now = base["iat"].as_u64().unwrap_or(0) + 5;
     let cases: Vec<(&str, Value, Value, &str)> = vec![
-        ("alg none", json!({"alg": "none", "kid": kid}), base.clone(), "active"),
-        ("HS256 with the public key", json!({"alg": "HS256", "kid": kid}), base.clone(), "active"),
+        (
+            "alg none",
+            json!({"alg": "none", "kid": kid}),
+            base.clone(),
+            "active",
+        ),
+        (
+            "HS256 with the public key",
+            json!({"alg": "HS256", "kid": kid}),
+            base.clone(),
+            "active",
+        ),
         ("foreign key, real kid", rs.clone(), base.clone(), "foreign"),
-        ("unknown kid", json!({"alg": "RS256", "kid": "unknown"}), base.clone(), "active"),
-        ("jku to attacker", json!({"alg": "RS256", "kid": "evil", "jku": "http://127.0.0.1:1/jwks"}), base.clone(), "foreign"),
-        ("x5u to attacker", json!({"alg": "RS256", "kid": "evil", "x5u": "http://127.0.0.1:1/x5u"}), base.clone(), "foreign"),
-        ("crit", json!({"alg": "RS256", "kid": kid, "crit": ["b64"], "b64": false}), base.clone(), "active"),
-        ("wrong aud", rs.clone(), with(&|c| c["aud"] = json!(["someone-else"])), "active"),
-        ("expired", rs.clone(), with(&|c| { c["exp"] = json!(now - 60); c["iat"] = json!(now - 700); c["nbf"] = json!(now - 700); }), "active"),
-        ("nbf in the future", rs.clone(), with(&|c| c["nbf"] = json!(now + 120)), "active"),
-        ("iat in the future", rs.clone(), with(&|c| c["iat"] = json!(now + 120)), "active"),
-        ("missing exp", rs.clone(), with(&|c| { c.as_object_mut().map(|o| o.remove("exp")); }), "active"),
-        ("missing iat", rs.clone(), with(&|c| { c.as_object_mut().map(|o| o.remove("iat")); }), "active"),
-        ("missing sub", rs.clone(), with(&|c| { c.as_object_mut().map(|o| o.remove("sub")); }), "active"),
-        ("lifetime over the maximum", rs.clone(), with(&|c| c["exp"] = json!(now + 2 * 86400)), "active"),
-        ("sub inconsistent with kubernetes.io", rs.clone(), with(&|c| c["kubernetes.io"]["namespace"] = json!("kube-system")), "active"),
-        ("cluster A token as cluster B", rs.clone(), with(&|c| c["iss"] = env.harness.cluster("beta")["issuer"].clone()), "active"),
-        ("untrusted iss", rs.clone(), with(&|c| c["iss"] = json!("https://evil.example")), "active"),
+        (
+            "unknown kid",
+            json!({"alg": "RS256", "kid": "unknown"}),
+            base.clone(),
+            "active",
+        ),
+        (
+            "jku to attacker",
+            json!({"alg": "RS256", "kid": "evil", "jku": "http://127.0.0.1:1/jwks"}),
+            base.clone(),
+            "foreign",
+        ),
+        (
+            "x5u to attacker",
+            json!({"alg": "RS256", "kid": "evil", "x5u": "http://127.0.0.1:1/x5u"}),
+            base.clone(),
+            "foreign",
+        ),
+        (
+            "crit",
+            json!({"alg": "RS256", "kid": kid, "crit": ["b64"], "b64": false}),
+            base.clone(),
+            "active",
+        ),
+        (
+            "wrong aud",
+            rs.clone(),
+            with(&|c| c["aud"] = json!(["someone-else"])),
+            "active",
+        ),
+        (
+            "expired",
+            rs.clone(),
+            with(&|c| {
+                c["exp"] = json!(now - 60);
+                c["iat"] = json!(now - 700);
+                c["nbf"] = json!(now - 700);
+            }),
+            "active",
+        ),
+        (
+            "nbf in the future",
+            rs.clone(),
+            with(&|c| c["nbf"] = json!(now + 120)),
+            "active",
+        ),
+        (
+            "iat in the future",
+            rs.clone(),
+            with(&|c| c["iat"] = json!(now + 120)),
+            "active",
+        ),
+        (
+            "missing exp",
+            rs.clone(),
+            with(&|c| {
+                c.as_object_mut().map(|o| o.remove("exp"));
+            }),
+            "active",
+        ),
+        (
+            "missing iat",
+            rs.clone(),
+            with(&|c| {
+                c.as_object_mut().map(|o| o.remove("iat"));
+            }),
+            "active",
+        ),
+        (
+            "missing sub",
+            rs.clone(),
+            with(&|c| {
+                c.as_object_mut().map(|o| o.remove("sub"));
+            }),
+            "active",
+        ),
+        (
+            "lifetime over the maximum",
+            rs.clone(),
+            with(&|c| c["exp"] = json!(now + 2 * 86400)),
+            "active",
+        ),
+        (
+            "sub inconsistent with kubernetes.io",
+            rs.clone(),
+            with(&|c| c["kubernetes.io"]["namespace"] = json!("kube-system")),
+            "active",
+        ),
+        (
+            "cluster A token as cluster B",
+            rs.clone(),
+            with(&|c| c["iss"] = env.harness.cluster("beta")["issuer"].clone()),
+            "active",
+        ),
+        (
+            "untrusted iss",
+            rs.clone(),
+            with(&|c| c["iss"] = json!("https://evil.example")),
+            "active",
+        ),
     ];
     for (name, header, claims, key) in cases {
         let t = env.sign("alpha", header, claims, key);
@@ -343,17 +637,37 @@ fn attacks(env: &Env) -> anyhow::Result<()> {
     }
     // Embedded attacker JWK: header carries the foreign key's own public JWK.
     let foreign_jwk = json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"});
-    let t = env.sign("alpha", json!({"alg": "RS256", "jwk": foreign_jwk}), base.clone(), "foreign");
-    expect_error(&env.exchange(&t, &[]), 400, "invalid_request", "embedded jwk")?;
+    let t = env.sign(
+        "alpha",
+        json!({"alg": "RS256", "jwk": foreign_jwk}),
+        base.clone(),
+        "foreign",
+    );
+    expect_error(
+        &env.exchange(&t, &[]),
+        400,
+        "invalid_request",
+        "embedded jwk",
+    )?;
     // Tampered signature / malformed compact serialisations.
     let good = env.token("alpha", "payments", "checkout");
     let (head, _) = good.rsplit_once('.').context("jws")?;
-    let huge_header = format!("{}.{}.sig", B64.encode(format!(r#"{{"alg":"RS256","x":"{}"}}"#, "a".repeat(20_000))), B64.encode("{}"));
+    let huge_header = format!(
+        "{}.{}.sig",
+        B64.encode(format!(r#"{{"alg":"RS256","x":"{}"}}"#, "a".repeat(20_000))),
+        B64.encode("{}")
+    );
     for (name, t) in [
-        ("bad signature", format!("{head}.{}", B64.encode([7u8; 256]))),
+        (
+            "bad signature",
+            format!("{head}.{}", B64.encode([7u8; 256])),
+        ),
         ("two parts", head.to_owned()),
         ("bad base64", "@@@.###.$$$".to_owned()),
-        ("header not JSON", format!("{}.{}.c2ln", B64.encode("nope"), B64.encode("{}"))),
+        (
+            "header not JSON",
+            format!("{}.{}.c2ln", B64.encode("nope"), B64.encode("{}")),
+        ),
         ("huge header", huge_header),
     ] {
         expect_error(&env.exchange(&t, &[]), 400, "invalid_request", name)?;
@@ -361,11 +675,20 @@ fn attacks(env: &Env) -> anyhow::Result<()> {
     // request_details abuse.
     let deep = format!("{}1{}", r#"{"a":"#.repeat(40), "}".repeat(40));
     for (name, details) in [("non-object", "[1,2,3]".to_owned()), ("deep nesting", deep)] {
-        expect_error(&env.exchange(&good, &[("request_details", &details)]), 400, "invalid_request", name)?;
+        expect_error(
+            &env.exchange(&good, &[("request_details", &details)]),
+            400,
+            "invalid_request",
+            name,
+        )?;
     }
     let huge = format!(r#"{{"a":"{}"}}"#, "x".repeat(1024 * 1024));
     let r = env.exchange(&good, &[("request_details", &huge)]);
-    ensure!(r.status == 413 && r.body.get("access_token").is_none(), "1 MiB request_details: {}", r.status);
+    ensure!(
+        r.status == 413 && r.body.get("access_token").is_none(),
+        "1 MiB request_details: {}",
+        r.status
+    );
     Ok(())
 }
 
@@ -392,8 +715,14 @@ fn leak_check(env: &Env) -> anyhow::Result<()> {
             }
         }
     }
-    ensure!(texts.iter().any(|t| !t.is_empty()), "no logs captured at all");
-    let logged = texts.iter().map(|t| String::from_utf8_lossy(t).to_string()).collect::<String>();
+    ensure!(
+        texts.iter().any(|t| !t.is_empty()),
+        "no logs captured at all"
+    );
+    let logged = texts
+        .iter()
+        .map(|t| String::from_utf8_lossy(t).to_string())
+        .collect::<String>();
     ensure!(logged.contains("\"txn\""), "the function logs txn ids");
     Ok(())
 }
@@ -424,5 +753,10 @@ pub fn run(env: &Env) {
             }
         }
     }
-    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

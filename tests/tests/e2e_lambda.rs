@@ -12,7 +12,15 @@ fn lambda_end_to_end() {
     let issuer = lambda_base_url(port);
     let (config, key) = harness.config(&issuer).unwrap();
     let (running, log, _dir) = start_lambda(port, &config, &key, &[("RUST_LOG", "trace")]).unwrap();
-    let env = Env::new(harness, Function { base_url: running.base_url.clone(), issuer, logs: vec![log] }, key);
+    let env = Env::new(
+        harness,
+        Function {
+            base_url: running.base_url.clone(),
+            issuer,
+            logs: vec![log],
+        },
+        key,
+    );
     suite::run(&env);
     drop(running);
 }

@@ -137,7 +137,8 @@ impl KeyCache {
             None if recently_failed => Plan::Fail,
             None => Plan::Fetch(Reason::Cold),
             Some(s) if now < s.fetched_at + t.ttl => {
-                let missed = kid.is_some_and(|k| st.recently_missed(k, now, t.min_refresh_interval));
+                let missed =
+                    kid.is_some_and(|k| st.recently_missed(k, now, t.min_refresh_interval));
                 if s.has_kid(kid) || missed || st.kid_budget(now, t.min_refresh_interval) == 0 {
                     Plan::Use(s.clone())
                 } else {
@@ -193,14 +194,16 @@ impl KeyCache {
             let interval = self.tuning.min_refresh_interval;
             st.kid_refreshes_used = KID_REFRESH_BURST - st.kid_budget(now, interval) + 1;
             st.kid_budget_at = now;
-            if let (Some(k), Ok(keys)) = (kid, &result) {
-                if !keys.iter().any(|key| key.kid.as_deref() == Some(k)) {
-                    st.missed_kids.retain(|(_, at)| now < at + interval);
-                    if st.missed_kids.len() >= MAX_MISSED_KIDS {
-                        st.missed_kids.remove(0);
-                    }
-                    st.missed_kids.push((k.to_owned(), now));
+            let missed = match (kid, &result) {
+                (Some(k), Ok(keys)) => !keys.iter().any(|key| key.kid.as_deref() == Some(k)),
+                _ => false,
+            };
+            if let (true, Some(k)) = (missed, kid) {
+                st.missed_kids.retain(|(_, at)| now < at + interval);
+                if st.missed_kids.len() >= MAX_MISSED_KIDS {
+                    st.missed_kids.remove(0);
                 }
+                st.missed_kids.push((k.to_owned(), now));
             }
         }
         match result {

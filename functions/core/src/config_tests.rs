@@ -30,7 +30,7 @@ fn minimal_config_gets_defaults() {
 
 #[test]
 fn kms_signer_and_mirror() {
-    let c = Config::from_toml_str(&format!(
+    let c = Config::from_toml_str(
         r#"issuer = "https://tts.example.com"
 trust_domain = "https://td.example.com"
 token_lifetime = "10m"
@@ -49,9 +49,9 @@ cluster = "self-managed"
 namespace = "team-*"
 service_account = "*"
 scopes = ["a", "b", "a"]
-tctx_constraints = {{ namespace = "${{namespace}}" }}
-"#
-    ))
+tctx_constraints = { namespace = "${namespace}" }
+"#,
+    )
     .unwrap();
     assert_eq!(c.token_lifetime(), 600);
     assert_eq!(
@@ -232,4 +232,22 @@ fn loopback_http_needs_the_flag() {
 fn example_config_parses() {
     let text = include_str!("../config.example.toml");
     Config::from_toml_str(text).unwrap();
+}
+
+/// The committed JSON Schema is generated from the raw config types; regenerate with
+/// `TXBRIDGE_UPDATE_SCHEMA=1 cargo test -p txbridge-core --features schema schema`.
+#[cfg(feature = "schema")]
+#[test]
+fn json_schema_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.schema.json");
+    let schema = schemars::schema_for!(RawConfig);
+    let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+    if std::env::var_os("TXBRIDGE_UPDATE_SCHEMA").is_some() {
+        std::fs::write(path, &text).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "config.schema.json is stale: rerun with TXBRIDGE_UPDATE_SCHEMA=1"
+    );
 }

@@ -57,7 +57,13 @@ fn unknown_kid_triggers_one_rate_limited_refresh() {
     );
     assert_eq!(w.http.hits(ALPHA_JWKS), 2);
     // The same bogus kid again and again: one refresh for it, then remembered as missing.
-    let bogus = |kid: &str| craft(&json!({"alg": "RS256", "kid": kid}), &sa_claims(ALPHA_ISS, "payments", "checkout"), &new_key);
+    let bogus = |kid: &str| {
+        craft(
+            &json!({"alg": "RS256", "kid": kid}),
+            &sa_claims(ALPHA_ISS, "payments", "checkout"),
+            &new_key,
+        )
+    };
     for _ in 0..5 {
         assert_eq!(exchange_status(&w, &bogus("same")).1, "invalid_request");
     }
@@ -65,13 +71,23 @@ fn unknown_kid_triggers_one_rate_limited_refresh() {
     // A flood of random kids: the burst budget (10, one already used by the rotation and one
     // by "same") is spent, then no more fetches within the interval.
     for i in 0..50 {
-        assert_eq!(exchange_status(&w, &bogus(&format!("x{i}"))).1, "invalid_request");
+        assert_eq!(
+            exchange_status(&w, &bogus(&format!("x{i}"))).1,
+            "invalid_request"
+        );
     }
-    assert_eq!(w.http.hits(ALPHA_JWKS), 11, "unknown-kid refreshes are rate limited");
+    assert_eq!(
+        w.http.hits(ALPHA_JWKS),
+        11,
+        "unknown-kid refreshes are rate limited"
+    );
     // One refresh becomes available per interval.
     w.set_now(NOW + 10);
     for i in 0..5 {
-        assert_eq!(exchange_status(&w, &bogus(&format!("y{i}"))).1, "invalid_request");
+        assert_eq!(
+            exchange_status(&w, &bogus(&format!("y{i}"))).1,
+            "invalid_request"
+        );
     }
     assert_eq!(w.http.hits(ALPHA_JWKS), 12, "one more after the interval");
 }
