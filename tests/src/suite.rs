@@ -727,8 +727,32 @@ fn leak_check(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs every case; reports all failures at once.
-pub fn run(env: &Env) {
+/// Mean wall time of `n` warm exchanges over loopback (a sanity figure, not a benchmark).
+/// Appended to `target/e2e-timings.txt`, which `.ci/run` prints.
+fn record_timing(env: &Env, label: &str) -> anyhow::Result<()> {
+    let token = env.token("alpha", "payments", "checkout");
+    for _ in 0..5 {
+        ensure!(env.exchange(&token, &[]).status == 200, "warm-up");
+    }
+    let n = 100;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        ensure!(env.exchange(&token, &[]).status == 200, "timed exchange");
+    }
+    let mean = started.elapsed() / n;
+    let line = format!("{label}: {n} warm exchanges over loopback, mean {mean:?}\n");
+    let path = crate::workspace_root().join("target/e2e-timings.txt");
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(line.as_bytes())?;
+    Ok(())
+}
+
+/// Runs every case; reports all failures at once. `label` names the target in the timing line.
+pub fn run(env: &Env, label: &str) {
     type Case = (&'static str, fn(&Env) -> anyhow::Result<()>);
     let cases: &[Case] = &[
         ("happy path, two clusters", happy_path_two_clusters),
@@ -752,6 +776,9 @@ pub fn run(env: &Env) {
                 failures.push(format!("{name}: {e:#}"));
             }
         }
+    }
+    if let Err(e) = record_timing(env, label) {
+        failures.push(format!("timing: {e:#}"));
     }
     assert!(
         failures.is_empty(),

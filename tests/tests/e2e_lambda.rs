@@ -21,6 +21,6 @@ fn lambda_end_to_end() {
         },
         key,
     );
-    suite::run(&env);
+    suite::run(&env, "lambda (cargo lambda watch, debug build)");
     drop(running);
 }

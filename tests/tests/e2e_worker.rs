@@ -23,6 +23,6 @@ fn worker_end_to_end() {
         },
         key,
     );
-    suite::run(&env);
+    suite::run(&env, "worker (workerd, release-wasm build)");
     drop(running);
 }
