@@ -43,6 +43,11 @@ pub struct KeySnapshot {
 }
 
 impl KeySnapshot {
+    /// Still usable (fresh, or expired but within the stale-on-error grace) at `now`.
+    fn within_grace(&self, now: u64, t: &KeyCacheConfig) -> bool {
+        now < self.fetched_at + t.ttl + t.stale_grace
+    }
+
     fn has_kid(&self, kid: Option<&str>) -> bool {
         match kid {
             None => true,
@@ -145,9 +150,7 @@ impl KeyCache {
                     Plan::Fetch(Reason::UnknownKid)
                 }
             }
-            Some(s) if recently_failed && now < s.fetched_at + t.ttl + t.stale_grace => {
-                Plan::Use(s.clone())
-            }
+            Some(s) if recently_failed && s.within_grace(now, t) => Plan::Use(s.clone()),
             Some(_) => Plan::Fetch(Reason::Expired),
         }
     }
@@ -179,9 +182,7 @@ impl KeyCache {
             let st = slot.lock();
             if st.generation != seen_generation {
                 return match &st.snapshot {
-                    Some(s) if now < s.fetched_at + self.tuning.ttl + self.tuning.stale_grace => {
-                        Ok(s.clone())
-                    }
+                    Some(s) if s.within_grace(now, &self.tuning) => Ok(s.clone()),
                     _ => Err(FetchError::BackingOff),
                 };
             }
@@ -220,7 +221,7 @@ impl KeyCache {
             Err(err) => {
                 st.last_failure = Some(now);
                 match &st.snapshot {
-                    Some(s) if now < s.fetched_at + self.tuning.ttl + self.tuning.stale_grace => {
+                    Some(s) if s.within_grace(now, &self.tuning) => {
                         tracing::warn!(cluster = %cluster.name, error = %err, "issuer key refresh failed; serving cached keys");
                         Ok(s.clone())
                     }
