@@ -41,6 +41,15 @@ pub struct UnverifiedJws<'a> {
     pub signature: Vec<u8>,
 }
 
+/// Deserializes a JOSE header or JWT claims set, which must be one completely valid JSON text
+/// (RFC 7515 §5.2, RFC 7519 §7.2). serde_json skips the UTF-8 and escape checks inside members
+/// a struct ignores, so the text is first parsed as a `Value`; the struct parse still rejects
+/// duplicates of the members it reads.
+pub fn strict_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    serde_json::from_slice::<serde_json::Value>(bytes).ok()?;
+    serde_json::from_slice(bytes).ok()
+}
+
 /// Splits and decodes a compact JWS. Checks structure only.
 pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, E> {
     if token.len() > MAX_TOKEN_LEN {
@@ -58,7 +67,7 @@ pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, E> {
     let header_bytes = b64_decode(h).ok_or(E::Malformed)?;
     let payload = b64_decode(p).ok_or(E::Malformed)?;
     let signature = b64_decode(s).ok_or(E::Malformed)?;
-    let header: RawHeader = serde_json::from_slice(&header_bytes).map_err(|_| E::BadHeader)?;
+    let header: RawHeader = strict_json(&header_bytes).ok_or(E::BadHeader)?;
     if header.crit.is_some() {
         return Err(E::CritHeader);
     }
@@ -275,6 +284,20 @@ mod tests {
                 "crit",
                 format!("{}.{p}.c2ln", enc(r#"{"alg":"RS256","crit":["exp"]}"#)),
                 E::CritHeader,
+            ),
+            (
+                // Found by fuzzing: serde skipped UTF-8 checks inside ignored members.
+                "invalid utf-8 in an ignored member",
+                format!(
+                    "{}.{p}.c2ln",
+                    b64_encode(b"{\"alg\":\"RS256\",\"x\":\"\xff\"}")
+                ),
+                E::BadHeader,
+            ),
+            (
+                "lone surrogate in an ignored member",
+                format!("{}.{p}.c2ln", enc(r#"{"alg":"RS256","x":"\ud800"}"#)),
+                E::BadHeader,
             ),
             (
                 "empty kid",

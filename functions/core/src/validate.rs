@@ -89,7 +89,7 @@ pub async fn validate(
 ) -> Result<Subject, Error> {
     let jws = jose::parse_compact(token)?;
     // Which cluster? Only `iss` is read before the signature check, to pick the keys.
-    let claims: Claims = serde_json::from_slice(&jws.payload).map_err(|_| E::BadClaims)?;
+    let claims: Claims = jose::strict_json(&jws.payload).ok_or(E::BadClaims)?;
     let iss = claims.iss.as_deref().ok_or(E::UntrustedIssuer)?;
     let (idx, cluster) = config.cluster_by_issuer(iss).ok_or(E::UntrustedIssuer)?;
 
@@ -179,4 +179,53 @@ pub async fn validate(
         k8s_sub: sub.to_owned(),
         exp,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ports::HttpError;
+
+    /// Claims are rejected before any key fetch; this client is never called.
+    struct NoHttp;
+    #[async_trait::async_trait]
+    impl HttpClient for NoHttp {
+        async fn execute(
+            &self,
+            _: http::Request<Vec<u8>>,
+        ) -> Result<http::Response<Vec<u8>>, HttpError> {
+            Err(HttpError::Connect)
+        }
+    }
+
+    /// Found by fuzzing (fuzz/, target `handler`): a signed token whose claims were not valid
+    /// JSON inside a member txbridge ignores was accepted.
+    #[test]
+    fn claims_must_be_completely_valid_json() {
+        let config = Config::from_toml_str(
+            r#"
+issuer = "https://tts.example.test"
+[[clusters]]
+name = "alpha"
+issuer = "https://alpha.example.test"
+audiences = ["txbridge"]
+"#,
+        )
+        .unwrap();
+        let cache = KeyCache::new(1, config.key_cache);
+        let header = jose::b64_encode(br#"{"alg":"ES256"}"#);
+        let bad: [&[u8]; 2] = [
+            b"{\"iss\":\"https://alpha.example.test\",\"jti\":\"\xcc\xcf\"}",
+            br#"{"iss":"https://alpha.example.test","jti":"\ud800"}"#,
+        ];
+        for claims in bad {
+            let token = format!("{header}.{}.c2ln", jose::b64_encode(claims));
+            let err = futures::executor::block_on(validate(&config, &cache, &NoHttp, &token, 0));
+            assert!(
+                matches!(err, Err(Error::SubjectToken(E::BadClaims))),
+                "{err:?}"
+            );
+        }
+    }
 }
