@@ -4,7 +4,7 @@
 #   bash .ci/worker.sh install      # idempotent: Debian rustc-web (+ build-std sources, lld),
 #                                   # wasm-bindgen-cli (= Cargo.lock) and worker-build, npm ci
 #   bash .ci/worker.sh build        # functions/worker/build.sh: build/index.js + build/index_bg.wasm
-#   bash .ci/worker.sh check-wasm   # cargo check of core + signer for wasm32-unknown-unknown
+#   bash .ci/worker.sh check-wasm   # cargo check of core, signer and verifier for wasm32-unknown-unknown
 #   bash .ci/worker.sh clippy-wasm  # clippy -D warnings of the Worker crate for wasm32 (the runtime
 #                                   # glue only exists there; native clippy cannot see it)
 #   bash .ci/worker.sh tools        # prints the tools root (TXBRIDGE_TOOLS/bin-root)
@@ -99,6 +99,9 @@ check_wasm() {
   debian_toolchain
   cargo check -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown \
     -p txbridge-core -p txbridge-signer "$@"
+  # The consumer-side verifier, and its tower middleware (tower-layer/-service are runtime-free).
+  cargo check -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown \
+    -p txbridge-verifier --features tower "$@"
 }
 
 clippy_wasm() {

@@ -692,8 +692,72 @@ fn attacks(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Replacement TxTokens: a TxToken as the subject token gets a narrower one with the same
+/// txn, sub and tctx and an exp no later than the original's; a wider scope is refused.
+fn replacement(env: &Env) -> anyhow::Result<()> {
+    let jwks = env.jwks();
+    let sa = env.token("alpha", "payments", "checkout");
+    let r = env.exchange(
+        &sa,
+        &[
+            ("scope", "orders:read orders:write"),
+            ("request_details", r#"{"order":"7"}"#),
+        ],
+    );
+    ensure!(r.status == 200, "original: {}", r.raw);
+    let original = r.body["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_owned();
+    let (_, before) = verify(&jwks, &original, &env.f.issuer, &env.f.issuer)?;
+    let replace = |scope: &str| {
+        env.exchange_form(
+            &[
+                ("grant_type", TE),
+                ("subject_token", &original),
+                ("subject_token_type", TXN),
+                ("requested_token_type", TXN),
+                ("scope", scope),
+            ],
+            &[("X-Txbridge-Workload", "orders-worker")],
+        )
+    };
+    let r = replace("orders:read");
+    ensure!(r.status == 200, "replacement: {}", r.raw);
+    ensure!(
+        r.body["issued_token_type"] == TXN && r.body["scope"] == "orders:read",
+        "replacement response {}",
+        r.raw
+    );
+    let token = r.body["access_token"].as_str().context("access_token")?;
+    let (h, after) = verify(&jwks, token, &env.f.issuer, &env.f.issuer)?;
+    ensure!(h.typ.as_deref() == Some("txntoken+jwt"), "typ {:?}", h.typ);
+    for claim in ["txn", "sub", "tctx", "aud", "iss"] {
+        ensure!(after[claim] == before[claim], "{claim} changed: {after}");
+    }
+    ensure!(after["scope"] == "orders:read", "scope {after}");
+    let (exp0, exp1) = (before["exp"].as_u64(), after["exp"].as_u64());
+    ensure!(
+        exp1.is_some() && exp1 <= exp0,
+        "exp extended: {exp0:?} -> {exp1:?}"
+    );
+    ensure!(
+        after["req_wl"]
+            .as_str()
+            .is_some_and(|w| w.ends_with(",orders-worker")),
+        "req_wl keeps the call chain: {after}"
+    );
+    expect_error(
+        &replace("orders:read admin"),
+        400,
+        "invalid_scope",
+        "wider scope on replacement",
+    )?;
+    Ok(())
+}
+
 /// After everything: no token, key or 24+ character piece of one in any log or error body.
-fn leak_check(env: &Env) -> anyhow::Result<()> {
+pub fn leak_check(env: &Env) -> anyhow::Result<()> {
     const W: usize = 24;
     let mut windows: HashSet<&[u8]> = HashSet::new();
     let mut texts = Vec::new();
@@ -764,6 +828,7 @@ pub fn run(env: &Env, label: &str) {
         ("attacks", attacks),
         ("upstream fault and recovery", upstream_fault_and_recovery),
         ("key rotation without restart", key_rotation_without_restart),
+        ("replacement TxTokens", replacement),
         ("leak check", leak_check),
     ];
     let mut failures = Vec::new();

@@ -1,6 +1,9 @@
 //! Per-cluster cache of issuer keys: discovery document + JWKS, TTL, one rate-limited refresh
 //! on an unknown `kid`, single-flight fetches and stale-on-error grace.
 //!
+//! Where the keys of a slot come from is a [`KeySource`]: a trusted [`Cluster`] on the exchange
+//! path, the TxToken service itself in the consumer-side verifier (`txbridge-verifier`).
+//!
 //! The fetch is sans-IO: [`discovery_request`]/[`parse_discovery`] and [`jwks_request`]/
 //! [`parse_jwks_response`] are pure; the I/O is one call through the [`HttpClient`].
 
@@ -11,7 +14,7 @@ use url::Url;
 
 use crate::config::{Cluster, KeyCacheConfig};
 use crate::jose::{self, VerifyKey};
-use crate::ports::{HttpClient, MAX_UPSTREAM_BODY};
+use crate::ports::{Clock, HttpClient, MAX_UPSTREAM_BODY};
 
 /// Why fresh keys could not be had (logged at warn; the client sees a generic 503).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +36,42 @@ pub enum FetchError {
     BadJwks,
     #[error("a recent fetch failed; backing off")]
     BackingOff,
+}
+
+/// Where one slot's keys come from: an issuer, its discovery document and/or a JWKS URL.
+pub trait KeySource: Sync {
+    /// A short name for logs (the cluster name).
+    fn name(&self) -> &str;
+    /// The issuer the discovery document must name.
+    fn issuer(&self) -> &str;
+    /// The discovery document; unused when [`KeySource::jwks_url`] is set.
+    fn discovery_url(&self) -> Option<&Url>;
+    /// A JWKS URL that overrides discovery.
+    fn jwks_url(&self) -> Option<&Url>;
+    /// Is this URL (a discovery document's `jwks_uri`) acceptable to fetch?
+    fn url_allowed(&self, url: &Url) -> bool;
+}
+
+impl KeySource for Cluster {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn discovery_url(&self) -> Option<&Url> {
+        self.discovery_url.as_ref()
+    }
+
+    fn jwks_url(&self) -> Option<&Url> {
+        self.jwks_url.as_ref()
+    }
+
+    fn url_allowed(&self, url: &Url) -> bool {
+        Cluster::url_allowed(self, url)
+    }
 }
 
 /// Keys of one cluster as of one fetch.
@@ -66,6 +105,7 @@ struct State {
     kid_budget_at: u64,
     /// Kids a refresh did not find, with when: no second refresh for them within the interval.
     missed_kids: Vec<(String, u64)>,
+    /// When the last fetch failed, in Unix milliseconds.
     last_failure: Option<u64>,
 }
 
@@ -89,8 +129,8 @@ impl State {
     }
 }
 
-/// How long after a failed fetch requests get 503 without fetching again.
-const FAILURE_BACKOFF: u64 = 1;
+/// How long after a failed fetch requests get 503 without fetching again, in milliseconds.
+const FAILURE_BACKOFF_MS: u64 = 1000;
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -121,10 +161,21 @@ enum Plan {
 }
 
 /// The key cache of all clusters (indexed like `Config::clusters`).
-#[derive(Debug)]
 pub struct KeyCache {
     slots: Vec<Slot>,
     tuning: KeyCacheConfig,
+    /// Reads the time a failed fetch ends, so the back-off runs from the failure, not from the
+    /// start of a fetch that hung until its timeout. Without it, the request's `now` is used.
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("slots", &self.slots)
+            .field("tuning", &self.tuning)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeyCache {
@@ -132,12 +183,29 @@ impl KeyCache {
         KeyCache {
             slots: (0..clusters).map(|_| Slot::default()).collect(),
             tuning,
+            clock: None,
         }
     }
 
-    fn plan(&self, st: &State, kid: Option<&str>, now: u64) -> Plan {
+    /// The same cache, timing its failure back-off with `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The current time in milliseconds: the clock's, never before the request's `now`.
+    fn now_ms(&self, now: u64) -> u64 {
+        let at_request = now.saturating_mul(1000);
+        self.clock
+            .as_ref()
+            .map_or(at_request, |c| c.now_millis().max(at_request))
+    }
+
+    fn plan(&self, st: &State, kid: Option<&str>, now: u64, now_ms: u64) -> Plan {
         let t = &self.tuning;
-        let recently_failed = st.last_failure.is_some_and(|f| now < f + FAILURE_BACKOFF);
+        let recently_failed = st
+            .last_failure
+            .is_some_and(|f| now_ms < f + FAILURE_BACKOFF_MS);
         match &st.snapshot {
             None if recently_failed => Plan::Fail,
             None => Plan::Fetch(Reason::Cold),
@@ -150,7 +218,12 @@ impl KeyCache {
                     Plan::Fetch(Reason::UnknownKid)
                 }
             }
-            Some(s) if recently_failed && s.within_grace(now, t) => Plan::Use(s.clone()),
+            // Stale keys serve the kids they have while the issuer is failing; a kid they
+            // lack cannot be judged until the issuer answers again (503, not "unknown key").
+            Some(s) if recently_failed && s.within_grace(now, t) && s.has_kid(kid) => {
+                Plan::Use(s.clone())
+            }
+            Some(_) if recently_failed => Plan::Fail,
             Some(_) => Plan::Fetch(Reason::Expired),
         }
     }
@@ -160,7 +233,7 @@ impl KeyCache {
     pub async fn keys(
         &self,
         idx: usize,
-        cluster: &Cluster,
+        cluster: &(impl KeySource + ?Sized),
         kid: Option<&str>,
         now: u64,
         http: &dyn HttpClient,
@@ -168,7 +241,7 @@ impl KeyCache {
         let slot = self.slots.get(idx).ok_or(FetchError::Transport)?;
         let (plan, seen_generation) = {
             let st = slot.lock();
-            (self.plan(&st, kid, now), st.generation)
+            (self.plan(&st, kid, now, self.now_ms(now)), st.generation)
         };
         let reason = match plan {
             Plan::Use(s) => return Ok(s),
@@ -181,8 +254,11 @@ impl KeyCache {
         {
             let st = slot.lock();
             if st.generation != seen_generation {
+                let failed = st.last_failure.is_some();
                 return match &st.snapshot {
-                    Some(s) if s.within_grace(now, &self.tuning) => Ok(s.clone()),
+                    Some(s) if s.within_grace(now, &self.tuning) && (!failed || s.has_kid(kid)) => {
+                        Ok(s.clone())
+                    }
                     _ => Err(FetchError::BackingOff),
                 };
             }
@@ -209,7 +285,7 @@ impl KeyCache {
         }
         match result {
             Ok(keys) => {
-                tracing::debug!(cluster = %cluster.name, keys = keys.len(), ?reason, "issuer keys fetched");
+                tracing::debug!(cluster = %cluster.name(), keys = keys.len(), ?reason, "issuer keys fetched");
                 let snap = Arc::new(KeySnapshot {
                     keys,
                     fetched_at: now,
@@ -219,14 +295,14 @@ impl KeyCache {
                 Ok(snap)
             }
             Err(err) => {
-                st.last_failure = Some(now);
+                st.last_failure = Some(self.now_ms(now));
                 match &st.snapshot {
-                    Some(s) if s.within_grace(now, &self.tuning) => {
-                        tracing::warn!(cluster = %cluster.name, error = %err, "issuer key refresh failed; serving cached keys");
+                    Some(s) if s.within_grace(now, &self.tuning) && s.has_kid(kid) => {
+                        tracing::warn!(cluster = %cluster.name(), error = %err, "issuer key refresh failed; serving cached keys");
                         Ok(s.clone())
                     }
                     _ => {
-                        tracing::warn!(cluster = %cluster.name, error = %err, "issuer keys unavailable");
+                        tracing::warn!(cluster = %cluster.name(), error = %err, "issuer keys unavailable");
                         Err(err)
                     }
                 }
@@ -270,7 +346,7 @@ fn body_of(resp: &http::Response<Vec<u8>>) -> Result<&[u8], FetchError> {
 /// Checks a discovery response and returns its `jwks_uri`.
 pub fn parse_discovery(
     resp: &http::Response<Vec<u8>>,
-    cluster: &Cluster,
+    cluster: &(impl KeySource + ?Sized),
 ) -> Result<Url, FetchError> {
     #[derive(Deserialize)]
     struct Doc {
@@ -278,7 +354,7 @@ pub fn parse_discovery(
         jwks_uri: String,
     }
     let doc: Doc = serde_json::from_slice(body_of(resp)?).map_err(|_| FetchError::BadDiscovery)?;
-    if doc.issuer != cluster.issuer {
+    if doc.issuer != cluster.issuer() {
         return Err(FetchError::IssuerMismatch);
     }
     let url = Url::parse(&doc.jwks_uri).map_err(|_| FetchError::BadJwksUri)?;
@@ -304,10 +380,10 @@ async fn call(
 }
 
 async fn fetch_keys(
-    cluster: &Cluster,
+    cluster: &(impl KeySource + ?Sized),
     http: &dyn HttpClient,
 ) -> Result<Vec<VerifyKey>, FetchError> {
-    let jwks_url = match (&cluster.jwks_url, &cluster.discovery_url) {
+    let jwks_url = match (cluster.jwks_url(), cluster.discovery_url()) {
         (Some(u), _) => u.clone(),
         (None, Some(d)) => parse_discovery(&call(http, discovery_request(d)).await?, cluster)?,
         (None, None) => return Err(FetchError::BadDiscovery),

@@ -204,7 +204,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// Is this URL (found in a discovery document) acceptable to fetch for this cluster?
-    pub(crate) fn url_allowed(&self, url: &Url) -> bool {
+    pub fn url_allowed(&self, url: &Url) -> bool {
         check_url(url, self.insecure_allow_http_loopback).is_ok()
     }
 }
@@ -330,7 +330,7 @@ fn is_loopback_host(url: &Url) -> bool {
 }
 
 /// https always; http only on loopback with the insecure flag; no credentials or fragments.
-fn check_url(url: &Url, allow_http_loopback: bool) -> Result<(), &'static str> {
+pub fn check_url(url: &Url, allow_http_loopback: bool) -> Result<(), &'static str> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not contain credentials");
     }

@@ -110,6 +110,14 @@ pub enum Error {
     InvalidScope,
     #[error("invalid subject token: {0}")]
     SubjectToken(#[from] SubjectTokenError),
+    /// The subject token of a replacement (`subject_token_type` txn_token) is not a valid
+    /// TxToken of this service.
+    #[error("invalid subject token: {0}")]
+    TxnToken(#[from] crate::txtoken::TxTokenError),
+    #[error("request_details may not change the transaction context of a replaced token")]
+    TctxImmutable,
+    #[error("the transaction token was replaced too many times")]
+    ReplacementChainTooLong,
     #[error("subject not authorized")]
     NotAuthorized,
     #[error("request_details conflicts with the verified subject")]
@@ -157,6 +165,9 @@ impl From<&Error> for WireError {
             | Error::UnsupportedRequestedTokenType
             | Error::ActorTokenNotSupported
             | Error::SubjectToken(_)
+            | Error::TxnToken(_)
+            | Error::TctxImmutable
+            | Error::ReplacementChainTooLong
             | Error::NotAuthorized
             | Error::RequestDetailsConflict
             | Error::RequestContextReserved => (StatusCode::BAD_REQUEST, InvalidRequest),

@@ -138,6 +138,8 @@ pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Error> {
         None => return Err(Error::MissingParameter("subject_token_type")),
         Some(TOKEN_TYPE_JWT) => TOKEN_TYPE_JWT,
         Some(TOKEN_TYPE_ID_TOKEN) => TOKEN_TYPE_ID_TOKEN,
+        // A TxToken of this service: the request asks for a replacement TxToken.
+        Some(TOKEN_TYPE_TXN_TOKEN) => TOKEN_TYPE_TXN_TOKEN,
         Some(_) => return Err(Error::UnsupportedSubjectTokenType),
     };
     match take("requested_token_type").as_deref() {

@@ -11,9 +11,12 @@ use crate::cache::KeyCache;
 use crate::config::Config;
 use crate::error::{Error, WireError};
 use crate::form::{self, ExchangeRequest, GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_TXN_TOKEN};
+use crate::jose::VerifyKey;
 use crate::mint::{self, Grant};
 use crate::policy::{self, Decision};
 use crate::ports::{Clock, HttpClient};
+use crate::replace::{self, ReplaceRequest};
+use crate::txtoken::{self, Expectations};
 use crate::validate::{self, Subject};
 
 /// Request extension a shell sets to the caller's address as its platform reports it
@@ -34,6 +37,8 @@ pub struct TxBridge {
     cache: KeyCache,
     jwks_body: Vec<u8>,
     metadata_body: Vec<u8>,
+    /// The published keys (active + previous), parsed once: they verify replaced TxTokens.
+    own_keys: Vec<VerifyKey>,
 }
 
 impl std::fmt::Debug for TxBridge {
@@ -51,6 +56,8 @@ struct Issued {
     txn: String,
     subject: Subject,
     scope: String,
+    /// A replacement of a TxToken rather than an exchange of an SA token.
+    replacement: bool,
 }
 
 impl TxBridge {
@@ -60,9 +67,12 @@ impl TxBridge {
         http: Arc<dyn HttpClient>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let cache = KeyCache::new(config.clusters.len(), config.key_cache);
+        let cache =
+            KeyCache::new(config.clusters.len(), config.key_cache).with_clock(clock.clone());
         let jwks_body = serde_json::to_vec(&keys.jwks()).unwrap_or_default();
         let metadata_body = serde_json::to_vec(&metadata(&config)).unwrap_or_default();
+        // KeySet only holds checked P-256 keys with a kid, so this cannot drop one.
+        let own_keys = txtoken::parse_keys(&jwks_body).unwrap_or_default();
         TxBridge {
             config,
             keys,
@@ -71,6 +81,7 @@ impl TxBridge {
             cache,
             jwks_body,
             metadata_body,
+            own_keys,
         }
     }
 
@@ -134,6 +145,7 @@ impl TxBridge {
                     namespace = %issued.subject.namespace,
                     service_account = %issued.subject.service_account,
                     scope = %issued.scope,
+                    replacement = issued.replacement,
                     subject_digest = %digest,
                     latency_ms = self.clock.now_millis().saturating_sub(started),
                     "token exchange"
@@ -178,6 +190,9 @@ impl TxBridge {
         }
 
         let now = self.clock.now();
+        if exchange.subject_token_type == TOKEN_TYPE_TXN_TOKEN {
+            return self.try_replace(exchange, workload, now).await;
+        }
         let subject = validate::validate(
             &self.config,
             &self.cache,
@@ -224,32 +239,109 @@ impl TxBridge {
         .await?;
 
         let scope = scope.join(" ");
-        let body = serde_json::to_vec(&serde_json::json!({
-            "access_token": minted.token.expose(),
-            "issued_token_type": TOKEN_TYPE_TXN_TOKEN,
-            "token_type": "N_A",
-            "expires_in": minted.exp - minted.iat,
-            "scope": scope,
-        }))
-        .map_err(|_| Error::Internal)?;
+        let body = token_response(minted.token.expose(), minted.exp - minted.iat, &scope)?;
         Ok(Issued {
             body,
             txn: minted.txn,
             subject,
             scope,
+            replacement: false,
+        })
+    }
+
+    /// A replacement TxToken for a TxToken of this service (rules in [`crate::replace`]).
+    async fn try_replace(
+        &self,
+        exchange: ExchangeRequest,
+        workload: Option<String>,
+        now: u64,
+    ) -> Result<Issued, Error> {
+        let expect = Expectations {
+            issuer: &self.config.issuer,
+            audience: &self.config.trust_domain,
+            leeway: self.config.leeway,
+        };
+        let original = txtoken::verify(
+            exchange.subject_token.expose(),
+            &self.own_keys,
+            &expect,
+            now,
+        )
+        .inspect_err(|e| tracing::debug!(reason = %e, "transaction token to replace rejected"))?;
+        let planned = replace::plan(
+            &self.config,
+            original,
+            ReplaceRequest {
+                scope: exchange.scope.as_deref(),
+                request_details: exchange.request_details,
+                request_context: exchange.request_context,
+                workload,
+            },
+            now,
+        )?;
+        let token = mint::sign_claims(self.keys.signer(), &planned.claims, &planned.txn).await?;
+        let scope = planned.scope.join(" ");
+        let body = token_response(token.expose(), planned.exp - planned.iat, &scope)?;
+        Ok(Issued {
+            body,
+            txn: planned.txn,
+            subject: planned.subject,
+            scope,
+            replacement: true,
         })
     }
 }
 
+/// The RFC 8693 success body.
+fn token_response(token: &str, expires_in: u64, scope: &str) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(&serde_json::json!({
+        "access_token": token,
+        "issued_token_type": TOKEN_TYPE_TXN_TOKEN,
+        "token_type": "N_A",
+        "expires_in": expires_in,
+        "scope": scope,
+    }))
+    .map_err(|_| Error::Internal)
+}
+
 /// A short SHA-256 fingerprint of the request's subject token, for correlating logs.
+///
+/// The token is the first `subject_token` pair decoded as `form_urlencoded::parse` decodes it,
+/// but only that pair's value is decoded, and a value that needs no decoding is not copied.
 fn subject_digest(body: &[u8]) -> String {
-    let token = url::form_urlencoded::parse(body)
-        .find(|(k, _)| k == "subject_token")
-        .map(|(_, v)| v.into_owned());
+    let needs_decoding = |s: &[u8]| s.iter().any(|b| matches!(b, b'%' | b'+'));
+    let token = body
+        .split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .find_map(|pair| {
+            let (key, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            let is_subject_token = if needs_decoding(key) {
+                url::form_urlencoded::parse(key)
+                    .next()
+                    .is_some_and(|(k, _)| k == "subject_token")
+            } else {
+                key == b"subject_token"
+            };
+            if !is_subject_token {
+                None
+            } else if needs_decoding(value) {
+                url::form_urlencoded::parse(pair).next().map(|(_, v)| v)
+            } else {
+                Some(String::from_utf8_lossy(value))
+            }
+        });
     match token {
         Some(t) if !t.is_empty() => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
             let d = Sha256::digest(t.as_bytes());
-            d[..8].iter().map(|b| format!("{b:02x}")).collect()
+            d[..8]
+                .iter()
+                .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]])
+                .map(char::from)
+                .collect()
         }
         _ => "-".to_owned(),
     }
@@ -285,7 +377,7 @@ fn metadata(config: &Config) -> serde_json::Value {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
         "issued_token_types_supported": [TOKEN_TYPE_TXN_TOKEN],
-        "subject_token_types_supported": [form::TOKEN_TYPE_JWT, form::TOKEN_TYPE_ID_TOKEN],
+        "subject_token_types_supported": [form::TOKEN_TYPE_JWT, form::TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_TXN_TOKEN],
     })
 }
 
@@ -326,4 +418,48 @@ pub fn error_response(err: &Error) -> Response<Vec<u8>> {
 /// The response a shell gives when it could not start (bad config or key): a generic 503.
 pub fn unavailable_response() -> Response<Vec<u8>> {
     error_response(&Error::SigningUnavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The fingerprint as it was first written: decode every pair, take the first token.
+    fn reference_digest(body: &[u8]) -> String {
+        use sha2::{Digest as _, Sha256};
+        let token = url::form_urlencoded::parse(body)
+            .find(|(k, _)| k == "subject_token")
+            .map(|(_, v)| v.into_owned());
+        match token {
+            Some(t) if !t.is_empty() => Sha256::digest(t.as_bytes())[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            _ => "-".to_owned(),
+        }
+    }
+
+    #[test]
+    fn subject_digest_matches_a_full_form_decode() {
+        let bodies: &[&[u8]] = &[
+            b"",
+            b"subject_token=",
+            b"grant_type=urn%3Aietf&subject_token=eyJh.eyJp.c2ln&x=1",
+            b"subject_token=a.b.c&subject_token=d.e.f",
+            b"subject%5Ftoken=a%2Bb+c",
+            b"subject_token=a+b%20c&&",
+            b"&&subject_token",
+            b"subject_token=a=b=c",
+            b"subject_token=\xff\xfe.x",
+            b"subject_token=%ff%fe.x",
+            b"subject+token=x&subject_token=y",
+            b"scope=a+b",
+        ];
+        for body in bodies {
+            assert_eq!(
+                super::subject_digest(body),
+                reference_digest(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
 }

@@ -28,6 +28,8 @@ struct RawHeader {
     #[serde(default)]
     kid: Option<String>,
     #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
     crit: Option<serde_json::Value>,
 }
 
@@ -36,6 +38,8 @@ struct RawHeader {
 pub struct UnverifiedJws<'a> {
     pub alg: String,
     pub kid: Option<String>,
+    /// The header's `typ`, when present (TxTokens require `txntoken+jwt`).
+    pub typ: Option<String>,
     pub signing_input: &'a [u8],
     pub payload: Vec<u8>,
     pub signature: Vec<u8>,
@@ -82,6 +86,7 @@ pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, E> {
     Ok(UnverifiedJws {
         alg: header.alg,
         kid: header.kid,
+        typ: header.typ,
         signing_input,
         payload,
         signature,

@@ -18,6 +18,8 @@ pub mod jose;
 pub mod mint;
 pub mod policy;
 pub mod ports;
+pub mod replace;
+pub mod txtoken;
 pub mod validate;
 
 pub use config::{Algorithm, Cluster, Config, ConfigError, SignerConfig, SignerKind};
@@ -27,3 +29,4 @@ pub use handler::{ClientIp, TxBridge, error_response, unavailable_response};
 pub use ports::SystemClock;
 pub use ports::{Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY};
 pub use txbridge_signer::{KeySet, PublicJwk, Signer};
+pub use txtoken::{TxTokenClaims, TxTokenError};

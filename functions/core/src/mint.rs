@@ -135,13 +135,25 @@ pub async fn mint(
         "tctx": tctx,
         "rctx": rctx,
     });
+    let token = sign_claims(signer, &claims, &txn).await?;
+    Ok(Minted {
+        token,
+        txn,
+        iat: now,
+        exp,
+    })
+}
+
+/// Serializes and signs a TxToken's claims: header `{"alg", "typ": "txntoken+jwt", "kid"}`.
+/// `txn` is only for the log line of a signing failure.
+pub async fn sign_claims(signer: &dyn Signer, claims: &Value, txn: &str) -> Result<TxToken, Error> {
     let header = json!({
         "alg": signer.alg(),
         "typ": TXN_TOKEN_TYP,
         "kid": signer.key_id(),
     });
     let header = serde_json::to_vec(&header).map_err(|_| Error::Internal)?;
-    let claims = serde_json::to_vec(&claims).map_err(|_| Error::Internal)?;
+    let claims = serde_json::to_vec(claims).map_err(|_| Error::Internal)?;
     let mut token = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 100);
     token.push_str(&b64_encode(&header));
     token.push('.');
@@ -152,10 +164,5 @@ pub async fn mint(
     })?;
     token.push('.');
     token.push_str(&b64_encode(&signature));
-    Ok(Minted {
-        token: TxToken(token),
-        txn,
-        iat: now,
-        exp,
-    })
+    Ok(TxToken(token))
 }

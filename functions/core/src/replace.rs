@@ -1,0 +1,235 @@
+//! Replacement TxTokens: a token exchange whose `subject_token` is a TxToken of this service
+//! (`subject_token_type=urn:ietf:params:oauth:token-type:txn_token`).
+//!
+//! The input token is verified with [`crate::txtoken::verify`] against the service's own key set
+//! (active + previous public keys), `iss` = the configured issuer, `aud` = the trust domain,
+//! `typ` and expiry. The rules follow draft-ietf-oauth-transaction-tokens, Security
+//! Considerations, "Txn-Token as a `subject_token`" (editor's copy after -10): a replacement MAY
+//! reduce the permitted actions and MAY add asserted values, MUST NOT expand them, MUST NOT
+//! change `txn`, `sub` or `aud`, MUST NOT be issued for an expired token, and MUST maintain the
+//! call chain of the workloads that requested the replaced token. Here:
+//!
+//! - `txn`, `sub`, `aud`, `iss` are copied; `iat` is now.
+//! - `tctx` is immutable: `request_details`, when given, must produce exactly the original
+//!   `tctx` (the original `request_details`, or the `tctx` itself, are fine; anything else is
+//!   `invalid_request`). Absent means "unchanged".
+//! - `scope` can only shrink: a requested scope must lie within the original one
+//!   (else `invalid_scope`); absent means the original scope.
+//! - The policy is evaluated again for the original subject (tctx cluster/namespace/service
+//!   account, and the tctx for `tctx_constraints`): a policy change revokes replacements at once.
+//!   A subject no longer allowed gets `invalid_request`; scopes outside the current ceiling are
+//!   refused when requested (`invalid_scope`) and dropped when the original scope is kept.
+//! - `exp` is never extended: min(original `exp`, now + `token_lifetime`). The draft allows a
+//!   longer lifetime by TTS policy; txbridge does not, so no replacement limit is needed for
+//!   lifetime reasons. The chain is still capped ([`MAX_CHAIN`]) to bound the token size.
+//! - `req_wl` stays a string (drafts -07 to -10) and keeps the call chain: the requesting
+//!   workload of the replacement (`X-Txbridge-Workload`) is appended after a comma, the form
+//!   draft -08 gave for several workloads in `req_wl`, unless it equals the last entry. Without
+//!   the header there is no new requester to record and `req_wl` is unchanged. A workload name
+//!   containing a comma is refused here.
+//! - `rctx` describes the originating request, so its values are kept (`req_ip` and `authn` of
+//!   the original request; the replacement request's own address is not recorded). Its
+//!   `req_wl` mirror (for consumers of drafts <= -06) follows the new `req_wl`.
+//!   `request_context` may add new keys ("additional asserted values") but never replace one
+//!   already present or a reserved one (`invalid_request`).
+
+use serde_json::{Map, Value, json};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::mint::{self, RCTX_RESERVED, TCTX_RESERVED};
+use crate::policy::{self, Decision};
+use crate::txtoken::{TxTokenClaims, TxTokenError};
+use crate::validate::Subject;
+
+/// Most requesting workloads kept in a replaced token's `req_wl` chain.
+pub const MAX_CHAIN: usize = 16;
+
+/// What the replacement request asks for, besides the token.
+#[derive(Debug)]
+pub(crate) struct ReplaceRequest<'a> {
+    pub scope: Option<&'a [String]>,
+    pub request_details: Map<String, Value>,
+    pub request_context: Map<String, Value>,
+    /// The `X-Txbridge-Workload` header of this request.
+    pub workload: Option<String>,
+}
+
+/// The claims of the replacement and what the log line needs.
+#[derive(Debug)]
+pub(crate) struct Planned {
+    pub claims: Value,
+    pub txn: String,
+    pub subject: Subject,
+    pub scope: Vec<String>,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// The original subject, as this service wrote it into `tctx` and `sub`.
+fn original_subject(config: &Config, original: &TxTokenClaims) -> Result<Subject, Error> {
+    let field = |key: &str| {
+        original
+            .tctx
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or(TxTokenError::BadClaims)
+    };
+    let [c, n, s] = TCTX_RESERVED;
+    let (cluster, namespace, service_account) = (field(c)?, field(n)?, field(s)?);
+    let k8s_sub = format!("system:serviceaccount:{namespace}:{service_account}");
+    if original.sub != format!("{cluster}:{k8s_sub}") {
+        return Err(TxTokenError::BadClaims.into());
+    }
+    if !config.clusters.iter().any(|c| c.name == cluster) {
+        tracing::debug!(cluster = %cluster, "replacement: the cluster is no longer trusted");
+        return Err(Error::NotAuthorized);
+    }
+    Ok(Subject {
+        cluster,
+        namespace,
+        service_account,
+        k8s_sub,
+        exp: original.exp,
+    })
+}
+
+/// The `req_wl` call chain after a replacement requested by `workload`.
+fn extend_chain(
+    original: Option<&str>,
+    workload: Option<String>,
+    own: String,
+) -> Result<String, Error> {
+    if workload.as_deref().is_some_and(|w| w.contains(',')) {
+        return Err(Error::InvalidParameter("X-Txbridge-Workload"));
+    }
+    let chain = match (original.filter(|o| !o.is_empty()), workload) {
+        (Some(o), Some(w)) if o.rsplit(',').next() == Some(w.as_str()) => o.to_owned(),
+        (Some(o), Some(w)) => format!("{o},{w}"),
+        (Some(o), None) => o.to_owned(),
+        (None, Some(w)) => w,
+        (None, None) => own,
+    };
+    if chain.split(',').count() > MAX_CHAIN {
+        return Err(Error::ReplacementChainTooLong);
+    }
+    Ok(chain)
+}
+
+/// Applies the replacement rules (module docs) to a verified original token.
+pub(crate) fn plan(
+    config: &Config,
+    original: TxTokenClaims,
+    request: ReplaceRequest<'_>,
+    now: u64,
+) -> Result<Planned, Error> {
+    let subject = original_subject(config, &original)?;
+
+    // tctx is immutable.
+    if !request.request_details.is_empty() {
+        let same = mint::build_tctx(&subject, request.request_details)
+            .is_ok_and(|t| t.as_object() == Some(&original.tctx));
+        if !same {
+            return Err(Error::TctxImmutable);
+        }
+    }
+
+    // The current policy still has to allow the subject (revocation by policy change).
+    let ceiling = match policy::evaluate(&config.policies, &subject, &original.tctx) {
+        Decision::Allow { ceiling } => ceiling,
+        Decision::Deny => return Err(Error::NotAuthorized),
+    };
+    let scope: Vec<String> = match request.scope {
+        Some(req) => {
+            if !req
+                .iter()
+                .all(|s| original.scope.contains(s) && ceiling.contains(s))
+            {
+                tracing::debug!(txn = %original.txn, "replacement scope exceeds the original or the ceiling");
+                return Err(Error::InvalidScope);
+            }
+            req.to_vec()
+        }
+        None => original
+            .scope
+            .iter()
+            .filter(|s| ceiling.contains(s))
+            .cloned()
+            .collect(),
+    };
+
+    // Never extended; never issued for an expired token (no leeway for issuing).
+    let exp = original.exp.min(now.saturating_add(config.token_lifetime));
+    if exp <= now {
+        return Err(TxTokenError::Expired.into());
+    }
+
+    let own = format!(
+        "{}:{}:{}",
+        subject.cluster, subject.namespace, subject.service_account
+    );
+    let req_wl = extend_chain(original.req_wl.as_deref(), request.workload, own)?;
+
+    let mut rctx = original.rctx;
+    for (k, v) in request.request_context {
+        if RCTX_RESERVED.contains(&k.as_str()) || rctx.contains_key(&k) {
+            return Err(Error::RequestContextReserved);
+        }
+        rctx.insert(k, v);
+    }
+    rctx.insert("req_wl".into(), Value::String(req_wl.clone()));
+
+    let claims = json!({
+        "iss": config.issuer,
+        "aud": config.trust_domain,
+        "iat": now,
+        "exp": exp,
+        "txn": original.txn,
+        "sub": original.sub,
+        "scope": scope.join(" "),
+        "req_wl": req_wl,
+        "tctx": original.tctx,
+        "rctx": rctx,
+    });
+    Ok(Planned {
+        claims,
+        txn: original.txn,
+        subject,
+        scope,
+        iat: now,
+        exp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn req_wl_chain() {
+        let own = || "c:ns:sa".to_owned();
+        // (original req_wl, requester, resulting chain or None for a rejection)
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let cases: &[Case<'_>] = &[
+            (Some("a"), None, Some("a")),
+            (Some("a"), Some("b"), Some("a,b")),
+            (Some("a,b"), Some("b"), Some("a,b")),
+            (Some("a,b"), Some("a"), Some("a,b,a")),
+            (None, Some("b"), Some("b")),
+            (None, None, Some("c:ns:sa")),
+            (Some("a"), Some("x,y"), None),
+        ];
+        for (orig, wl, want) in cases {
+            let got = extend_chain(*orig, wl.map(str::to_owned), own());
+            assert_eq!(got.ok().as_deref(), *want, "{orig:?} + {wl:?}");
+        }
+        let long = vec!["w"; MAX_CHAIN].join(",");
+        assert!(matches!(
+            extend_chain(Some(&long), Some("x".into()), own()),
+            Err(Error::ReplacementChainTooLong)
+        ));
+    }
+}

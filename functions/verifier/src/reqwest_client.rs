@@ -1,0 +1,76 @@
+//! An [`HttpClient`] on reqwest (native): rustls, no redirects, timeouts, capped body.
+
+use std::time::Duration;
+
+use txbridge_core::{HttpClient, HttpError, MAX_UPSTREAM_BODY};
+
+/// Connect and whole-request timeouts for key fetches.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Outbound HTTP for discovery and JWKS fetches.
+#[derive(Debug, Clone)]
+pub struct ReqwestClient {
+    client: reqwest::Client,
+}
+
+impl ReqwestClient {
+    /// A client that never follows redirects and gives up after a few seconds.
+    pub fn new() -> Result<Self, crate::Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("txbridge-verifier/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|_| crate::Error::Config("cannot build the HTTP client"))?;
+        Ok(ReqwestClient { client })
+    }
+}
+
+fn map_err(e: &reqwest::Error) -> HttpError {
+    if e.is_timeout() {
+        HttpError::Timeout
+    } else if e.is_connect() {
+        HttpError::Connect
+    } else {
+        HttpError::Other("request failed".into())
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for ReqwestClient {
+    async fn execute(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let (parts, body) = request.into_parts();
+        let mut resp = self
+            .client
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| map_err(&e))?;
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_UPSTREAM_BODY as u64)
+        {
+            return Err(HttpError::BodyTooLarge);
+        }
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| map_err(&e))? {
+            if body.len() + chunk.len() > MAX_UPSTREAM_BODY {
+                return Err(HttpError::BodyTooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut out = http::Response::new(body);
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        Ok(out)
+    }
+}
