@@ -4,6 +4,8 @@
 
 use std::process::Child;
 
+pub mod faults;
+pub mod load;
 pub mod procs;
 pub mod suite;
 pub mod worker;

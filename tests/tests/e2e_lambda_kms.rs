@@ -1,6 +1,7 @@
 //! The Lambda under `cargo lambda watch` signing with a KMS key (LocalStack's KMS): TxTokens
-//! verify against the published JWKS; a disabled key gives 503 and no token; and the latency of
-//! one exchange with the KMS signer against the local signer, measured in the same run.
+//! verify against the published JWKS; a disabled key and an unreachable KMS give 503 and no
+//! token; and the latency of one exchange with the KMS signer against the local signer,
+//! measured in the same run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
@@ -92,7 +93,7 @@ fn kms(endpoint: &str, code: &str) -> String {
 #[test]
 fn lambda_with_kms_signer() {
     let dir = TempDir::new("kms-e2e");
-    let (_localstack, endpoint) = start_localstack(&dir);
+    let (localstack, endpoint) = start_localstack(&dir);
     let key_id = kms(
         &endpoint,
         "k = kms.create_key(KeySpec='ECC_NIST_P256', KeyUsage='SIGN_VERIFY')['KeyMetadata']['KeyId']\n\
@@ -195,5 +196,23 @@ fn lambda_with_kms_signer() {
     // And back when it is enabled again.
     kms(&endpoint, &format!("kms.enable_key(KeyId='{key_id}')"));
     assert_eq!(env.exchange(&token, &[]).status, 200);
+
+    // KMS unreachable (LocalStack stopped): 503 with Retry-After within the signer's operation
+    // timeout, no token, nothing of the SDK's error in the body; metadata still served.
+    drop(localstack);
+    let started = Instant::now();
+    let r = env.exchange(&token, &[]);
+    expect_error(&r, 503, "temporarily_unavailable", "KMS unreachable").unwrap();
+    assert!(r.headers.get("retry-after").is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "KMS unreachable: answered after {:?}",
+        started.elapsed()
+    );
+    for needle in ["arn:", "127.0.0.1", "dispatch", "connect", &key_id] {
+        assert!(!r.raw.contains(needle), "body leaks {needle}: {}", r.raw);
+    }
+    assert_eq!(env.get("/.well-known/jwks.json").status, 200);
+    assert_eq!(env.get("/healthz").status, 200);
     drop(kms_lambda);
 }

@@ -135,6 +135,45 @@ fn stale_keys_serve_within_grace_when_the_issuer_fails() {
 }
 
 #[test]
+fn a_kid_the_cached_keys_lack_is_503_while_the_issuer_fails() {
+    let w = World::new();
+    let t = w.alpha_token("payments", "checkout");
+    assert_eq!(exchange_status(&w, &t).0, 200);
+    w.http.set(ALPHA_JWKS, Upstream::Status(500));
+    let rotated = |now: u64| {
+        let mut claims = sa_claims(ALPHA_ISS, "payments", "checkout");
+        claims["iat"] = json!(now - 10);
+        claims["exp"] = json!(now + 600);
+        craft(&json!({"alg": "RS256", "kid": "a2"}), &claims, &w.alpha)
+    };
+    // Fresh keys, a new kid, the refresh fails: the key may well exist, so not "unknown key".
+    let (s, code, retry) = exchange_status(&w, &rotated(NOW));
+    assert_eq!((s, code.as_str()), (503, "temporarily_unavailable"));
+    assert!(retry.is_some());
+    assert_eq!(exchange_status(&w, &t).0, 200, "known kid still served");
+    // Stale keys (past the TTL, within the grace), the issuer still failing: the same.
+    w.set_now(NOW + 400);
+    let (s, code, _) = exchange_status(&w, &rotated(NOW + 400));
+    assert_eq!((s, code.as_str()), (503, "temporarily_unavailable"));
+    w.set_now(NOW + 402);
+    assert_eq!(
+        exchange_status(&w, &t).0,
+        200,
+        "stale keys serve their kids"
+    );
+    let (s, _, _) = exchange_status(&w, &rotated(NOW + 402));
+    assert_eq!(s, 503, "within the failure back-off, still 503");
+    // Healed: the kid really is unknown now, a definite rejection.
+    w.http.set(
+        ALPHA_JWKS,
+        Upstream::Json(json!({"keys": [w.alpha.public_jwk("a1")]})),
+    );
+    w.set_now(NOW + 405);
+    let (s, code, _) = exchange_status(&w, &rotated(NOW + 405));
+    assert_eq!((s, code.as_str()), (400, "invalid_request"));
+}
+
+#[test]
 fn upstream_faults_give_503_and_leave_other_clusters_alone() {
     let faults: Vec<(&str, Upstream, &str)> = vec![
         ("500", Upstream::Status(500), ALPHA_DISCOVERY),

@@ -1,0 +1,223 @@
+//! Upstream faults end to end, run against every shell: a cluster's discovery or JWKS endpoint
+//! answering 500, garbage, a 10 MiB body, a redirect to another host, or hanging past the
+//! function's upstream timeout. Expected: 503 with `Retry-After` and no token while a cluster has
+//! no keys; stale keys keep serving within the grace once it has; other clusters are unaffected;
+//! recovery when the upstream heals.
+//!
+//! The function under test runs with `[key_cache] ttl = "10s"` (the smallest allowed) so that the
+//! stale-key case does not wait five minutes; see [`config`].
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use serde_json::json;
+
+use crate::suite::{Env, expect_error};
+
+/// The clusters of a fault run: `alpha` stays healthy, `gamma` starts cold and gets every fault,
+/// `delta` (mirrored discovery) is warmed, then its upstream fails after the TTL.
+pub const CLUSTERS: [&str; 3] = [
+    "name=alpha,alg=RS256",
+    "name=gamma,alg=ES256",
+    "name=delta,alg=RS256,mirror",
+];
+
+/// The key cache TTL of a fault run; must match [`config`].
+const TTL: Duration = Duration::from_secs(10);
+
+/// The harness's development config with a short key-cache TTL.
+pub fn config(harness_config: &str) -> String {
+    format!(
+        "{harness_config}\n[key_cache]\nttl = \"10s\"\nmin_refresh_interval = \"10s\"\nstale_grace = \"1h\"\n"
+    )
+}
+
+/// The function's upstream timeout (Lambda: reqwest's whole-request timeout; Worker: its fetch
+/// deadline), plus slack for a busy machine.
+const HANG_BOUND: Duration = Duration::from_secs(12);
+
+fn fetches(env: &Env, cluster: &str) -> anyhow::Result<(u64, u64)> {
+    let stats = env.harness.stats()?;
+    let c = &stats["clusters"][cluster];
+    Ok((
+        c["discovery"].as_u64().context("discovery count")?,
+        c["jwks"].as_u64().context("jwks count")?,
+    ))
+}
+
+fn healthy(env: &Env, cluster: &str, what: &str) -> anyhow::Result<()> {
+    let r = env.exchange(&env.token(cluster, "payments", "checkout"), &[]);
+    ensure!(
+        r.status == 200 && r.body["access_token"].is_string(),
+        "{what}: {cluster} should be served: {} {}",
+        r.status,
+        r.raw
+    );
+    Ok(())
+}
+
+fn unavailable(env: &Env, token: &str, what: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let r = env.exchange(token, &[]);
+    let took = started.elapsed();
+    expect_error(&r, 503, "temporarily_unavailable", what)?;
+    let retry: u64 = r
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("{what}: 503 without a numeric Retry-After"))?;
+    ensure!((1..=3600).contains(&retry), "{what}: Retry-After {retry}");
+    for needle in [
+        "127.0.0.",
+        "http://",
+        "reqwest",
+        "error sending",
+        "panicked",
+    ] {
+        ensure!(
+            !r.raw.contains(needle),
+            "{what}: the body leaks internals ({needle}): {}",
+            r.raw
+        );
+    }
+    Ok(took)
+}
+
+/// A cold cluster whose discovery or JWKS endpoint misbehaves in each way: 503, never a token.
+fn cold_cluster_each_fault(env: &Env) -> anyhow::Result<()> {
+    let token = env.token("gamma", "payments", "checkout");
+    // (target, mode): discovery faults stop the flow first; JWKS faults after a good discovery.
+    let faults = [
+        ("discovery", "status500"),
+        ("discovery", "garbage"),
+        ("discovery", "huge"),
+        ("discovery", "redirect"),
+        ("jwks", "status500"),
+        ("jwks", "garbage"),
+        ("jwks", "huge"),
+        ("jwks", "redirect"),
+        ("jwks", "hang"),
+    ];
+    for (target, mode) in faults {
+        let what = format!("gamma {target} {mode}");
+        env.harness.fault("gamma", "both", "none")?;
+        env.harness.fault("gamma", target, mode)?;
+        // Past the cache's one-second failure backoff, so this request reaches the upstream.
+        std::thread::sleep(Duration::from_millis(1100));
+        let before = fetches(env, "gamma")?;
+        let took = unavailable(env, &token, &what)?;
+        let after = fetches(env, "gamma")?;
+        let hit = if target == "discovery" {
+            after.0 > before.0
+        } else {
+            after.1 > before.1
+        };
+        ensure!(hit, "{what}: the faulty endpoint was never asked");
+        ensure!(took < HANG_BOUND, "{what}: answered only after {took:?}");
+        // Other clusters are unaffected while gamma's upstream misbehaves.
+        healthy(env, "alpha", &what)?;
+    }
+    // A failing request is not retried within the backoff: the next one fails fast.
+    let started = Instant::now();
+    unavailable(env, &token, "gamma within the failure backoff")?;
+    ensure!(
+        started.elapsed() < Duration::from_secs(3),
+        "backoff: took {:?}",
+        started.elapsed()
+    );
+
+    env.harness.fault("gamma", "both", "none")?;
+    std::thread::sleep(Duration::from_millis(1100));
+    healthy(env, "gamma", "gamma healed")?;
+    Ok(())
+}
+
+/// A warm cluster whose upstream fails after the TTL: the stale keys keep serving (within the
+/// grace); a token with a kid the stale keys lack cannot be verified (503, no token); recovery
+/// refetches.
+fn stale_keys_within_grace(env: &Env) -> anyhow::Result<()> {
+    healthy(env, "delta", "delta warm")?;
+    let warmed = Instant::now();
+    let token = env.token("delta", "payments", "checkout");
+    env.harness.fault("delta", "both", "status500")?;
+    std::thread::sleep((TTL + Duration::from_millis(1500)).saturating_sub(warmed.elapsed()));
+
+    let before = fetches(env, "delta")?;
+    let r = env.exchange(&token, &[]);
+    ensure!(
+        r.status == 200 && r.body["access_token"].is_string(),
+        "stale keys should serve within the grace: {} {}",
+        r.status,
+        r.raw
+    );
+    let after = fetches(env, "delta")?;
+    ensure!(
+        after.0 > before.0 || after.1 > before.1,
+        "the expired entry should have tried a refresh"
+    );
+
+    // A rotated issuer key that the function cannot fetch: no keys for that kid, no token.
+    env.harness.rotate("delta", true)?;
+    let rotated = env.token("delta", "payments", "checkout");
+    std::thread::sleep(Duration::from_millis(1100));
+    unavailable(env, &rotated, "delta: new kid while the issuer is down")?;
+    healthy(env, "alpha", "alpha while delta is down")?;
+
+    env.harness.fault("delta", "both", "none")?;
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = env.exchange(&rotated, &[]);
+    ensure!(
+        r.status == 200,
+        "delta healed, new kid: {} {}",
+        r.status,
+        r.raw
+    );
+    Ok(())
+}
+
+/// `/healthz` never calls an upstream: it stays 200 while every issuer is down.
+fn healthz_ignores_upstreams(env: &Env) -> anyhow::Result<()> {
+    for c in ["alpha", "gamma", "delta"] {
+        env.harness.fault(c, "both", "status500")?;
+    }
+    let r = env.get("/healthz");
+    for c in ["alpha", "gamma", "delta"] {
+        env.harness.fault(c, "both", "none")?;
+    }
+    ensure!(
+        r.status == 200 && r.body == json!({"status": "ok"}),
+        "healthz: {} {}",
+        r.status,
+        r.raw
+    );
+    Ok(())
+}
+
+/// Runs every fault case, then the leak check over everything logged; reports all failures.
+pub fn run(env: &Env) {
+    type Case = (&'static str, fn(&Env) -> anyhow::Result<()>);
+    let cases: &[Case] = &[
+        ("healthz ignores upstreams", healthz_ignores_upstreams),
+        ("cold cluster, each fault", cold_cluster_each_fault),
+        ("stale keys within the grace", stale_keys_within_grace),
+        ("leak check", crate::suite::leak_check),
+    ];
+    let mut failures = Vec::new();
+    for (name, case) in cases {
+        let started = Instant::now();
+        match case(env) {
+            Ok(()) => eprintln!("ok   {name} ({:?})", started.elapsed()),
+            Err(e) => {
+                eprintln!("FAIL {name}: {e:#}");
+                failures.push(format!("{name}: {e:#}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
