@@ -47,11 +47,17 @@ pub fn config_from_env() -> Result<Config, StartupError> {
 
 /// Builds the signer named by the config and the published key set.
 pub async fn key_set(config: &Config) -> Result<KeySet, StartupError> {
+    let local_key = std::env::var("TXBRIDGE_SIGNING_KEY").unwrap_or_default();
+    key_set_with(config, &local_key).await
+}
+
+/// [`key_set`] with the local signing key given (what `TXBRIDGE_SIGNING_KEY` holds: PEM or
+/// private JWK; unused by a KMS signer).
+pub async fn key_set_with(config: &Config, local_key: &str) -> Result<KeySet, StartupError> {
     let previous = config.signer().previous_public_keys.clone();
     let signer: Arc<dyn Signer> = match &config.signer().kind {
         SignerKind::Local => {
-            let pem = std::env::var("TXBRIDGE_SIGNING_KEY").unwrap_or_default();
-            Arc::new(LocalSigner::from_encoded(&pem).map_err(StartupError::LocalKey)?)
+            Arc::new(LocalSigner::from_encoded(local_key).map_err(StartupError::LocalKey)?)
         }
         #[cfg(feature = "kms")]
         SignerKind::Kms {
@@ -81,7 +87,14 @@ pub async fn key_set(config: &Config) -> Result<KeySet, StartupError> {
 /// Everything built once per cold start.
 pub async fn build() -> Result<TxBridge, StartupError> {
     let config = config_from_env()?;
-    let keys = key_set(&config).await?;
+    let local_key = std::env::var("TXBRIDGE_SIGNING_KEY").unwrap_or_default();
+    build_from(config, &local_key).await
+}
+
+/// [`build`] from a parsed config and the local signing key (see [`key_set_with`]): the real
+/// signer, reqwest client and system clock, for in-process tests and benchmarks.
+pub async fn build_from(config: Config, local_key: &str) -> Result<TxBridge, StartupError> {
+    let keys = key_set_with(&config, local_key).await?;
     let http = ReqwestClient::new()?;
     Ok(TxBridge::new(
         config,

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Regenerates BENCHMARKS.md: criterion benches of the core (crypto floor, warm exchanges,
+# verification backends, in-process throughput), instruction counts under callgrind, the
+# thundering-herd test, the Lambda's cold start and size, and the Worker's wasm size and warm
+# timings under workerd. One command: `bash bench/run.sh` (2.5-6.5 min measured on 2 shared cores with a warm build).
+#
+# Knobs: BENCH_SECS (criterion measurement time per benchmark, default 3), BENCH_SKIP_WORKER=1
+# (no workerd section), BENCH_SKIP_CALLGRIND=1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+OUT="$ROOT/target/bench"
+mkdir -p "$OUT"
+BENCH_SECS="${BENCH_SECS:-3}"
+log() { echo "bench/run.sh: $*" >&2; }
+
+# --- machine -----------------------------------------------------------------------------------
+python3 - "$OUT/machine.json" <<'EOF'
+import json, os, subprocess, sys
+cpu = "unknown"
+for line in open("/proc/cpuinfo"):
+    if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip(); break
+json.dump({
+    "nproc": os.cpu_count(),
+    "cpu": cpu,
+    "rustc": subprocess.run(["rustc", "-V"], capture_output=True, text=True).stdout.strip(),
+    "loadavg_start": open("/proc/loadavg").read().split()[:3],
+}, open(sys.argv[1], "w"))
+EOF
+
+# --- builds ------------------------------------------------------------------------------------
+log "building: release txbridge-lambda, the core benches, the shell bench"
+cargo build -q --release -p txbridge-lambda --bin txbridge-lambda
+cargo build -q -p txbridge-harness -p txbridge-lambda
+BENCH_BIN="$(cargo bench -q -p txbridge-core --bench exchange --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "exchange":
+        print(m["executable"])')"
+cargo bench -q -p txbridge-tests --bench shells --no-run 2>/dev/null
+
+# --- criterion ---------------------------------------------------------------------------------
+log "criterion (measurement ${BENCH_SECS}s per benchmark)"
+rm -rf "$ROOT/target/criterion"
+export CRITERION_HOME="$ROOT/target/criterion"
+"$BENCH_BIN" --bench --warm-up-time 1 --measurement-time "$BENCH_SECS" --noplot \
+  >"$OUT/criterion.log" 2>&1 || { tail -30 "$OUT/criterion.log" >&2; exit 1; }
+
+# --- callgrind: instructions of one warm exchange vs its crypto -------------------------------
+: >"$OUT/callgrind.txt"
+if [ "${BENCH_SKIP_CALLGRIND:-0}" != 1 ] && command -v valgrind >/dev/null; then
+  for id in rs256 es256; do
+    log "callgrind exchange/$id"
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$id.out" \
+      --toggle-collect='*TxBridge*handle*' "$BENCH_BIN" --bench --profile-time 1 "^exchange/$id\$" \
+      >"$OUT/callgrind.$id.log" 2>&1
+    callgrind_annotate --inclusive=yes "$OUT/callgrind.$id.out" >"$OUT/callgrind.$id.txt" 2>/dev/null
+  done
+fi
+
+# --- thundering herd (a real test; its figure is recorded) --------------------------------------
+log "thundering herd test"
+cargo test -q -p txbridge-tests --test thundering_herd -- --nocapture >"$OUT/herd.log" 2>&1 ||
+  { tail -30 "$OUT/herd.log" >&2; exit 1; }
+
+# --- shells: cold start, Lambda under cargo lambda watch, Worker under workerd ------------------
+sections=(cold-start lambda)
+[ "${BENCH_SKIP_WORKER:-0}" = 1 ] || sections+=(worker)
+log "shells: ${sections[*]}"
+TXBRIDGE_BENCH_OUT="$OUT/shells.json" cargo bench -q -p txbridge-tests --bench shells -- "${sections[@]}" \
+  >"$OUT/shells.log" 2>&1 || { tail -30 "$OUT/shells.log" >&2; exit 1; }
+
+# --- sizes and report --------------------------------------------------------------------------
+python3 - "$ROOT" "$OUT" <<'EOF'
+import gzip, json, os, sys
+root, out = sys.argv[1], sys.argv[2]
+m = json.load(open(f"{out}/machine.json"))
+m["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+lam = f"{root}/target/release/txbridge-lambda"
+wasm = f"{root}/functions/worker/build/index_bg.wasm"
+sizes = {"lambda_x86_64": os.path.getsize(lam)}
+if os.path.exists(wasm):
+    raw = open(wasm, "rb").read()
+    sizes["wasm_raw"] = len(raw)
+    sizes["wasm_gzip"] = len(gzip.compress(raw, 9))
+sysroot = os.popen("rustc --print sysroot").read().strip()
+sizes["aarch64_std"] = os.path.isdir(f"{sysroot}/lib/rustlib/aarch64-unknown-linux-gnu/lib")
+json.dump({"machine": m, "sizes": sizes}, open(f"{out}/extra.json", "w"))
+EOF
+python3 "$ROOT/bench/report.py" "$ROOT" >"$ROOT/BENCHMARKS.md"
+log "wrote BENCHMARKS.md"

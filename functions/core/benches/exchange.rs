@@ -1,0 +1,381 @@
+//! The warm exchange measured against its crypto floor, the verification backends, and the
+//! in-process throughput on two worker threads.
+//!
+//! `bash bench/run.sh` runs this (with a bounded measurement time) and writes BENCHMARKS.md from
+//! `target/criterion/*/*/new/estimates.json`; `cargo bench -p txbridge-core --bench exchange`
+//! runs it alone. Benchmark ids are what BENCHMARKS.md refers to: keep them stable.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_debug_implementations
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::{TestKey, World, form, pairs};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use futures::executor::block_on;
+use serde_json::{Value, json};
+use txbridge_core::Algorithm;
+use txbridge_core::jose::{self, VerifyKey};
+use txbridge_signer::{LocalSigner, Signer as _};
+
+/// The exchange request a pod sends (no scope, no details: the policy ceiling is granted).
+fn exchange_request(token: &str) -> http::Request<Vec<u8>> {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs(&form(token)))
+        .finish();
+    http::Request::post("/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.into_bytes())
+        .unwrap()
+}
+
+/// A world whose key cache holds both clusters' keys (one exchange each has fetched them).
+fn primed_world() -> World {
+    let world = World::new();
+    for token in [
+        world.alpha_token("payments", "checkout"),
+        world.beta_token("payments", "checkout"),
+    ] {
+        let resp = block_on(world.bridge.handle(exchange_request(&token)));
+        assert_eq!(resp.status(), 200, "priming exchange");
+    }
+    world
+}
+
+/// The signing input of a TxToken the service really minted (what the floor's sign signs).
+fn txtoken_signing_input(world: &World) -> Vec<u8> {
+    let token = world.alpha_token("payments", "checkout");
+    let resp = block_on(world.bridge.handle(exchange_request(&token)));
+    let body: Value = serde_json::from_slice(resp.body()).unwrap();
+    let txtoken = body["access_token"].as_str().unwrap();
+    let (input, _sig) = txtoken.rsplit_once('.').unwrap();
+    input.as_bytes().to_vec()
+}
+
+/// A subject token split into what a verifier needs: signing input and raw signature.
+struct Signed {
+    input: Vec<u8>,
+    signature: Vec<u8>,
+    signature_b64: String,
+}
+
+fn signed(token: &str) -> Signed {
+    let jws = jose::parse_compact(token).unwrap();
+    Signed {
+        input: jws.signing_input.to_vec(),
+        signature: jws.signature.clone(),
+        signature_b64: B64.encode(&jws.signature),
+    }
+}
+
+/// The core's parsed verification key for a test key (the same path as a fetched JWKS).
+fn verify_key(key: &TestKey) -> VerifyKey {
+    let doc = json!({"keys": [key.public_jwk("k")]});
+    jose::parse_jwks(&serde_json::to_vec(&doc).unwrap())
+        .unwrap()
+        .remove(0)
+}
+
+/// (a) The crypto floor: one subject-token verify plus one TxToken sign, with the product's own
+/// crates (rsa / p256 through core's `VerifyKey`, the signer's `LocalSigner`), nothing else.
+fn floor(c: &mut Criterion) {
+    let world = primed_world();
+    let rs = signed(&world.alpha_token("payments", "checkout"));
+    let es = signed(&world.beta_token("payments", "checkout"));
+    let rs_key = verify_key(&world.alpha);
+    let es_key = verify_key(&world.beta);
+    let signer = LocalSigner::generate();
+    let to_sign = txtoken_signing_input(&world);
+    assert!(rs_key.verify(Algorithm::RS256, &rs.input, &rs.signature));
+    assert!(es_key.verify(Algorithm::ES256, &es.input, &es.signature));
+
+    let mut g = c.benchmark_group("floor");
+    g.bench_function("rs256_verify", |b| {
+        b.iter(|| rs_key.verify(Algorithm::RS256, black_box(&rs.input), &rs.signature))
+    });
+    g.bench_function("es256_verify", |b| {
+        b.iter(|| es_key.verify(Algorithm::ES256, black_box(&es.input), &es.signature))
+    });
+    g.bench_function("es256_sign", |b| {
+        b.iter(|| block_on(signer.sign(black_box(&to_sign))).unwrap())
+    });
+    g.bench_function("rs256_verify+es256_sign", |b| {
+        b.iter(|| {
+            assert!(rs_key.verify(Algorithm::RS256, black_box(&rs.input), &rs.signature));
+            block_on(signer.sign(black_box(&to_sign))).unwrap()
+        })
+    });
+    g.bench_function("es256_verify+es256_sign", |b| {
+        b.iter(|| {
+            assert!(es_key.verify(Algorithm::ES256, black_box(&es.input), &es.signature));
+            block_on(signer.sign(black_box(&to_sign))).unwrap()
+        })
+    });
+    g.finish();
+}
+
+/// (b), (c) One warm exchange through `TxBridge::handle`: keys cached, local signer. Building
+/// the `http::Request` (the shell's job) is outside the measured time.
+fn exchange(c: &mut Criterion) {
+    let world = primed_world();
+    let rs_token = world.alpha_token("payments", "checkout");
+    let es_token = world.beta_token("payments", "checkout");
+    let fetches = world.http.total.load(std::sync::atomic::Ordering::SeqCst);
+
+    let mut g = c.benchmark_group("exchange");
+    for (id, token) in [("rs256", &rs_token), ("es256", &es_token)] {
+        g.bench_function(id, |b| {
+            b.iter_batched(
+                || exchange_request(token),
+                |req| {
+                    let resp = block_on(world.bridge.handle(req));
+                    assert_eq!(resp.status(), 200);
+                    resp
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+    let after = world.http.total.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(fetches, after, "warm exchanges must not fetch keys");
+}
+
+/// Verification backends that build here, on the same tokens: the rsa / p256 crates as core
+/// uses them (key parsed once), jsonwebtoken's `rust_crypto` provider (the same crates, key
+/// rebuilt per verify), and aws-lc-rs (native only; already linked into the Lambda by rustls).
+fn backends(c: &mut Criterion) {
+    use aws_lc_rs::signature::{self as lc, KeyPair as _};
+    use rsa::pkcs1::EncodeRsaPublicKey as _;
+
+    let world = primed_world();
+    let rs = signed(&world.alpha_token("payments", "checkout"));
+    let es = signed(&world.beta_token("payments", "checkout"));
+    let rs_key = verify_key(&world.alpha);
+    let es_key = verify_key(&world.beta);
+    let to_sign = txtoken_signing_input(&world);
+
+    let TestKey::Rsa(rsa_private) = &world.alpha else {
+        panic!("alpha is RSA")
+    };
+    let rsa_der = rsa_private.to_public_key().to_pkcs1_der().unwrap();
+    let lc_rsa =
+        lc::ParsedPublicKey::new(&lc::RSA_PKCS1_2048_8192_SHA256, rsa_der.as_bytes()).unwrap();
+    let lc_rsa_unparsed =
+        lc::UnparsedPublicKey::new(&lc::RSA_PKCS1_2048_8192_SHA256, rsa_der.as_bytes().to_vec());
+    let TestKey::Ec(ec_secret) = &world.beta else {
+        panic!("beta is EC")
+    };
+    let ec_point = ec_secret.public_key().to_sec1_bytes();
+    let lc_ec = lc::ParsedPublicKey::new(&lc::ECDSA_P256_SHA256_FIXED, &ec_point).unwrap();
+
+    let jwk_rs = world.alpha.public_jwk("k");
+    let jwt_rs = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwk_rs["n"].as_str().unwrap(),
+        jwk_rs["e"].as_str().unwrap(),
+    )
+    .unwrap();
+    let jwk_es = world.beta.public_jwk("k");
+    let jwt_es = jsonwebtoken::DecodingKey::from_ec_components(
+        jwk_es["x"].as_str().unwrap(),
+        jwk_es["y"].as_str().unwrap(),
+    )
+    .unwrap();
+
+    let lc_signer = lc::EcdsaKeyPair::generate(&lc::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let lc_signer_check = lc::ParsedPublicKey::new(
+        &lc::ECDSA_P256_SHA256_FIXED,
+        lc_signer.public_key().as_ref(),
+    )
+    .unwrap();
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+
+    // Every backend accepts the same signatures.
+    assert!(lc_rsa.verify_sig(&rs.input, &rs.signature).is_ok());
+    assert!(lc_rsa_unparsed.verify(&rs.input, &rs.signature).is_ok());
+    assert!(lc_ec.verify_sig(&es.input, &es.signature).is_ok());
+    let jwt_ok = |sig: &str, input: &[u8], key, alg| {
+        jsonwebtoken::crypto::verify(sig, input, key, alg).unwrap()
+    };
+    assert!(jwt_ok(
+        &rs.signature_b64,
+        &rs.input,
+        &jwt_rs,
+        jsonwebtoken::Algorithm::RS256
+    ));
+    assert!(jwt_ok(
+        &es.signature_b64,
+        &es.input,
+        &jwt_es,
+        jsonwebtoken::Algorithm::ES256
+    ));
+    let lc_sig = lc_signer.sign(&rng, &to_sign).unwrap();
+    assert!(
+        lc_signer_check
+            .verify_sig(&to_sign, lc_sig.as_ref())
+            .is_ok()
+    );
+
+    let mut g = c.benchmark_group("backend");
+    g.bench_function("rs256_verify/rsa_crate", |b| {
+        b.iter(|| rs_key.verify(Algorithm::RS256, black_box(&rs.input), &rs.signature))
+    });
+    g.bench_function("rs256_verify/jsonwebtoken_rust_crypto", |b| {
+        b.iter(|| {
+            jwt_ok(
+                &rs.signature_b64,
+                black_box(&rs.input),
+                &jwt_rs,
+                jsonwebtoken::Algorithm::RS256,
+            )
+        })
+    });
+    g.bench_function("rs256_verify/aws_lc_rs_parsed", |b| {
+        b.iter(|| {
+            lc_rsa
+                .verify_sig(black_box(&rs.input), &rs.signature)
+                .is_ok()
+        })
+    });
+    g.bench_function("rs256_verify/aws_lc_rs_unparsed", |b| {
+        b.iter(|| {
+            lc_rsa_unparsed
+                .verify(black_box(&rs.input), &rs.signature)
+                .is_ok()
+        })
+    });
+    g.bench_function("es256_verify/p256_crate", |b| {
+        b.iter(|| es_key.verify(Algorithm::ES256, black_box(&es.input), &es.signature))
+    });
+    g.bench_function("es256_verify/jsonwebtoken_rust_crypto", |b| {
+        b.iter(|| {
+            jwt_ok(
+                &es.signature_b64,
+                black_box(&es.input),
+                &jwt_es,
+                jsonwebtoken::Algorithm::ES256,
+            )
+        })
+    });
+    g.bench_function("es256_verify/aws_lc_rs_parsed", |b| {
+        b.iter(|| {
+            lc_ec
+                .verify_sig(black_box(&es.input), &es.signature)
+                .is_ok()
+        })
+    });
+    let p256_signer = LocalSigner::generate();
+    g.bench_function("es256_sign/p256_crate", |b| {
+        b.iter(|| block_on(p256_signer.sign(black_box(&to_sign))).unwrap())
+    });
+    g.bench_function("es256_sign/aws_lc_rs", |b| {
+        b.iter(|| lc_signer.sign(&rng, black_box(&to_sign)).unwrap())
+    });
+    g.finish();
+}
+
+/// Requests in flight per measured batch.
+const CONCURRENT: usize = 64;
+
+/// In-process throughput: `CONCURRENT` warm RS256 exchanges as tasks on a tokio runtime with two
+/// worker threads, against the same requests one after another on one thread (the baseline).
+/// The same pair for the bare crypto floor shows how much of a second core was free in this run.
+fn throughput(c: &mut Criterion) {
+    let world = Arc::new(primed_world());
+    let token: Arc<str> = world.alpha_token("payments", "checkout").into();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let rs = Arc::new(signed(&token));
+    let rs_key = Arc::new(verify_key(&world.alpha));
+    let signer = Arc::new(LocalSigner::generate());
+    let to_sign: Arc<[u8]> = txtoken_signing_input(&world).into();
+    let floor_once = |rs: &Signed, key: &VerifyKey, signer: &LocalSigner, to_sign: &[u8]| {
+        assert!(key.verify(Algorithm::RS256, &rs.input, &rs.signature));
+        block_on(signer.sign(to_sign)).unwrap()
+    };
+
+    let mut g = c.benchmark_group("throughput");
+    g.throughput(Throughput::Elements(CONCURRENT as u64));
+    g.bench_function("floor_sequential_1_thread", |b| {
+        b.iter(|| {
+            for _ in 0..CONCURRENT {
+                floor_once(&rs, &rs_key, &signer, &to_sign);
+            }
+        })
+    });
+    g.bench_function("floor_concurrent_64_tokio_2_workers", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..CONCURRENT)
+                    .map(|_| {
+                        let (rs, key) = (rs.clone(), rs_key.clone());
+                        let (signer, to_sign) = (signer.clone(), to_sign.clone());
+                        tokio::spawn(async move { floor_once(&rs, &key, &signer, &to_sign) })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            })
+        })
+    });
+    g.bench_function("sequential_1_thread", |b| {
+        b.iter(|| {
+            for _ in 0..CONCURRENT {
+                let resp = block_on(world.bridge.handle(exchange_request(&token)));
+                assert_eq!(resp.status(), 200);
+            }
+        })
+    });
+    g.bench_function("concurrent_64_tokio_2_workers", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..CONCURRENT)
+                    .map(|_| {
+                        let (world, token) = (world.clone(), token.clone());
+                        tokio::spawn(async move {
+                            world.bridge.handle(exchange_request(&token)).await.status()
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    assert_eq!(t.await.unwrap(), 200);
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+/// Results under the workspace's target dir (`target/criterion`), wherever this runs from.
+fn config() -> Criterion {
+    let dir = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
+                })
+                .join("criterion")
+        });
+    Criterion::default().output_directory(&dir)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = floor, exchange, backends, throughput
+}
+criterion_main!(benches);

@@ -1,0 +1,549 @@
+//! Shell-level measurements for BENCHMARKS.md (`bash bench/run.sh` runs this; it is a bench
+//! binary, not a test: nothing here asserts a time).
+//!
+//! Sections (all by default; name some to run only those):
+//! - `cold-start`: the release `txbridge-lambda` binary started against a minimal Lambda Runtime
+//!   API on loopback, local signer, harness issuer. Times process spawn -> first
+//!   `GET /runtime/invocation/next` (the init phase: exec, tokio, logging, config parse, key
+//!   load, TxBridge build), the first exchange (includes the discovery + JWKS fetch) and a second
+//!   (warm) one. Same-run baselines: spawning `true`, and the same binary without a config
+//!   (process + runtime start-up, then a config error).
+//! - `lambda`: the Lambda under `cargo lambda watch` (debug build, as the e2e suite runs it),
+//!   sequential warm exchanges vs `GET /healthz` over one keep-alive connection.
+//! - `worker`: the built Worker under `workerd serve`, warm exchanges vs `GET /healthz` the same
+//!   way; (exchange - healthz) bounds the handler's CPU per exchange (workerd exposes no CPU time).
+//!
+//! Results go to `$TXBRIDGE_BENCH_OUT` (default `target/bench/shells.json`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use serde_json::{Value, json};
+use txbridge_tests::procs::{Harness, TempDir, lambda_base_url, start_lambda};
+use txbridge_tests::suite::{JWT, TE, TXN};
+use txbridge_tests::{free_port, workspace_root};
+
+fn main() {
+    let sections: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let want = |s: &str| sections.is_empty() || sections.iter().any(|a| a == s);
+    let out = std::env::var_os("TXBRIDGE_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/bench/shells.json"));
+    let mut results = serde_json::Map::new();
+    let mut record = |name: &str, r: anyhow::Result<Value>| {
+        let v = r.unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
+        eprintln!("{name}: {v}");
+        results.insert(name.to_owned(), v);
+    };
+    if want("cold-start") {
+        record(
+            "cold_start",
+            cold_start(runs("TXBRIDGE_BENCH_COLD_RUNS", 15)),
+        );
+    }
+    if want("lambda") {
+        record(
+            "lambda",
+            lambda_loopback(runs("TXBRIDGE_BENCH_HTTP_N", 400)),
+        );
+    }
+    if want("worker") {
+        record("worker", worker(runs("TXBRIDGE_BENCH_HTTP_N", 400)));
+    }
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(&out, serde_json::to_vec_pretty(&results).unwrap()).unwrap();
+    eprintln!("wrote {}", out.display());
+}
+
+fn runs(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Mean, median, min and max in milliseconds.
+fn summary(samples: &[Duration]) -> Value {
+    let mut v: Vec<f64> = samples.iter().map(|d| ms(*d)).collect();
+    v.sort_by(f64::total_cmp);
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    json!({
+        "n": v.len(),
+        "mean_ms": mean,
+        "median_ms": v.get(v.len() / 2).copied().unwrap_or(f64::NAN),
+        "min_ms": v.first().copied().unwrap_or(f64::NAN),
+        "max_ms": v.last().copied().unwrap_or(f64::NAN),
+    })
+}
+
+fn exchange_form(token: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", TE),
+            ("subject_token", token),
+            ("subject_token_type", JWT),
+            ("requested_token_type", TXN),
+        ])
+        .finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cold start: a minimal Lambda Runtime API (just what lambda_runtime calls) on loopback.
+
+#[derive(Default)]
+struct RuntimeLog {
+    /// When each `GET .../invocation/next` arrived.
+    next: Vec<Instant>,
+    /// When each `POST .../invocation/{id}/response` arrived, and the response's statusCode.
+    responses: Vec<(Instant, u64)>,
+}
+
+struct FakeRuntimeApi {
+    addr: String,
+    log: Arc<(Mutex<RuntimeLog>, Condvar)>,
+}
+
+impl FakeRuntimeApi {
+    /// Serves `events` (function URL payloads) in order to `next`, then holds further `next`
+    /// calls open until the process is stopped.
+    fn start(events: Vec<String>) -> anyhow::Result<FakeRuntimeApi> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?.to_string();
+        let log = Arc::new((Mutex::new(RuntimeLog::default()), Condvar::new()));
+        let events = Arc::new(Mutex::new(events.into_iter()));
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let (l, events) = (l.clone(), events.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_runtime_conn(conn, &l, &events);
+                });
+            }
+        });
+        Ok(FakeRuntimeApi { addr, log })
+    }
+
+    /// Waits until `pred` holds for the log (or `timeout`).
+    fn wait(&self, timeout: Duration, pred: impl Fn(&RuntimeLog) -> bool) -> anyhow::Result<()> {
+        let (m, cv) = &*self.log;
+        let guard = m.lock().unwrap();
+        let (_g, res) = cv
+            .wait_timeout_while(guard, timeout, |log| !pred(log))
+            .unwrap();
+        ensure!(!res.timed_out(), "runtime API: timed out waiting");
+        Ok(())
+    }
+}
+
+type Events = Mutex<std::vec::IntoIter<String>>;
+
+fn serve_runtime_conn(
+    conn: TcpStream,
+    log: &(Mutex<RuntimeLog>, Condvar),
+    events: &Events,
+) -> anyhow::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut writer = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or_default().to_owned(),
+            parts.next().unwrap_or_default().to_owned(),
+        );
+        let (mut content_length, mut chunked) = (0usize, false);
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h)?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let lower = h.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                content_length = v.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
+        }
+        let body = if chunked {
+            read_chunked(&mut reader)?
+        } else {
+            let mut b = vec![0; content_length];
+            reader.read_exact(&mut b)?;
+            b
+        };
+        let now = Instant::now();
+        if method == "GET" && path.ends_with("/runtime/invocation/next") {
+            {
+                let (m, cv) = log;
+                m.lock().unwrap().next.push(now);
+                cv.notify_all();
+            }
+            let Some(event) = events.lock().unwrap().next() else {
+                // No more events: hold the call (the process is stopped by the bench).
+                std::thread::sleep(Duration::from_secs(3600));
+                return Ok(());
+            };
+            static ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let id = format!(
+                "req-{}",
+                ID.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            );
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis()
+                + 30_000;
+            write!(
+                writer,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                 lambda-runtime-aws-request-id: {id}\r\nlambda-runtime-deadline-ms: {deadline}\r\n\
+                 lambda-runtime-invoked-function-arn: arn:aws:lambda:eu-west-1:111122223333:function:txbridge\r\n\
+                 lambda-runtime-trace-id: Root=1-00000000-000000000000000000000000\r\n\
+                 content-length: {}\r\n\r\n{event}",
+                event.len()
+            )?;
+        } else if method == "POST" && path.ends_with("/response") {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let status = v["statusCode"].as_u64().unwrap_or(0);
+            {
+                let (m, cv) = log;
+                m.lock().unwrap().responses.push((now, status));
+                cv.notify_all();
+            }
+            write!(
+                writer,
+                "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 16\r\n\r\n{{\"status\":\"OK\"}}"
+            )?;
+        } else {
+            // init/error, invocation error: record nothing, acknowledge.
+            write!(
+                writer,
+                "HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{{}}"
+            )?;
+        }
+        writer.flush()?;
+    }
+}
+
+fn read_chunked(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        reader.read_line(&mut size)?;
+        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)?;
+        let mut chunk = vec![0; n + 2];
+        reader.read_exact(&mut chunk)?;
+        if n == 0 {
+            return Ok(body);
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A Function URL event (payload format 2.0) carrying an exchange of `token`.
+fn function_url_event(token: &str) -> String {
+    function_url_request("POST", "/token", &exchange_form(token))
+}
+
+/// A Function URL event (payload format 2.0) for `method path` with a form `body`.
+fn function_url_request(method: &str, path: &str, body: &str) -> String {
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {
+            "content-type": "application/x-www-form-urlencoded",
+            "host": "abcdefghijklmnop.lambda-url.eu-west-1.on.aws",
+        },
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "abcdefghijklmnop",
+            "domainName": "abcdefghijklmnop.lambda-url.eu-west-1.on.aws",
+            "domainPrefix": "abcdefghijklmnop",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "198.51.100.23", "userAgent": "bench"},
+            "requestId": "6f2d1c4e-8a7b-4c3d-9e0f-1a2b3c4d5e6f",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "27/Nov/2026:12:00:00 +0000",
+            "timeEpoch": 1_800_000_000_000u64
+        },
+        "body": (!body.is_empty()).then_some(body),
+        "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+fn lambda_command(bin: &PathBuf, api: &str) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "txbridge")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+fn cold_start(runs: usize) -> anyhow::Result<Value> {
+    let bin = workspace_root().join("target/release/txbridge-lambda");
+    ensure!(
+        bin.exists(),
+        "{} missing: cargo build --release -p txbridge-lambda",
+        bin.display()
+    );
+    let harness = Harness::start(&["name=alpha,alg=RS256"])?;
+    let (config, key) = harness.config("https://tts.example.test")?;
+    let dir = TempDir::new("cold-start");
+    let config_path = dir.path("config.toml");
+    std::fs::write(&config_path, &config)?;
+    let token = harness.token("alpha", "payments", "checkout", &["txbridge"], 3600)?;
+    let event = function_url_event(&token);
+
+    // Baselines: the cost of starting any process, and of starting this one up to its config.
+    let mut spawn_true = Vec::new();
+    let mut no_config = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        Command::new("true").status()?;
+        spawn_true.push(t.elapsed());
+        let t = Instant::now();
+        let status = lambda_command(&bin, "127.0.0.1:9").status()?;
+        no_config.push(t.elapsed());
+        ensure!(
+            !status.success(),
+            "the binary must refuse to start without a config"
+        );
+    }
+
+    let (mut init, mut first, mut warm) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        harness_reset(&harness)?;
+        let api = FakeRuntimeApi::start(vec![event.clone(), event.clone()])?;
+        let mut cmd = lambda_command(&bin, &api.addr);
+        cmd.env("TXBRIDGE_CONFIG_FILE", &config_path)
+            .env("TXBRIDGE_SIGNING_KEY", &key);
+        let started = Instant::now();
+        let mut child = cmd.spawn().context("spawn txbridge-lambda")?;
+        let waited = api.wait(Duration::from_secs(20), |l| l.next.len() >= 3);
+        let _ = child.kill();
+        let _ = child.wait();
+        waited?;
+        let log = api.log.0.lock().unwrap();
+        ensure!(log.responses.len() >= 2, "two responses expected");
+        ensure!(
+            log.responses.iter().all(|(_, s)| *s == 200),
+            "exchanges must succeed: {:?}",
+            log.responses.iter().map(|r| r.1).collect::<Vec<_>>()
+        );
+        init.push(log.next[0] - started);
+        first.push(log.responses[0].0 - log.next[0]);
+        warm.push(log.responses[1].0 - log.next[1]);
+    }
+    let stats = harness.stats()?;
+    let invocations = warm_invocations(&bin, &config_path, &key, &event, runs_warm())?;
+    let phases = init_phases(&config, &key, runs)?;
+    Ok(json!({
+        "runs": runs,
+        "init_phases_in_process": phases,
+        "warm_invocations": invocations,
+        "binary_bytes": std::fs::metadata(&bin)?.len(),
+        "spawn_true": summary(&spawn_true),
+        "spawn_no_config": summary(&no_config),
+        "init": summary(&init),
+        "first_exchange_with_key_fetch": summary(&first),
+        "second_exchange_warm": summary(&warm),
+        "harness_fetches_last_run": stats["clusters"]["alpha"],
+    }))
+}
+
+fn runs_warm() -> usize {
+    runs("TXBRIDGE_BENCH_INVOCATIONS", 300)
+}
+
+/// One warm release process, `n` exchanges interleaved with `n` `GET /healthz` invocations
+/// through the Runtime API: (exchange - healthz) is the handler's own cost in the shipped build
+/// (the Runtime API round trip, event parsing and response encoding cancel out).
+fn warm_invocations(
+    bin: &PathBuf,
+    config_path: &std::path::Path,
+    key: &str,
+    exchange: &str,
+    n: usize,
+) -> anyhow::Result<Value> {
+    let healthz = function_url_request("GET", "/healthz", "");
+    let mut events = vec![exchange.to_owned()];
+    for _ in 0..n {
+        events.push(exchange.to_owned());
+        events.push(healthz.clone());
+    }
+    let total = events.len();
+    let api = FakeRuntimeApi::start(events)?;
+    let mut cmd = lambda_command(bin, &api.addr);
+    cmd.env("TXBRIDGE_CONFIG_FILE", config_path)
+        .env("TXBRIDGE_SIGNING_KEY", key);
+    let mut child = cmd.spawn().context("spawn txbridge-lambda")?;
+    let waited = api.wait(Duration::from_secs(120), |l| l.next.len() > total);
+    let _ = child.kill();
+    let _ = child.wait();
+    waited?;
+    let log = api.log.0.lock().unwrap();
+    ensure!(
+        log.responses.len() == total && log.responses.iter().all(|(_, s)| *s == 200),
+        "all invocations must answer 200"
+    );
+    let time = |i: usize| log.responses[i].0 - log.next[i];
+    let ex: Vec<Duration> = (0..n).map(|j| time(1 + 2 * j)).collect();
+    let hz: Vec<Duration> = (0..n).map(|j| time(2 + 2 * j)).collect();
+    Ok(json!({ "exchange": summary(&ex), "healthz": summary(&hz) }))
+}
+
+/// The init steps of `txbridge_lambda::build_from`, timed one by one in this process: the
+/// first round (cold in this process, though it has already used TLS and tokio) and the medians.
+fn init_phases(config: &str, key: &str, runs: usize) -> anyhow::Result<Value> {
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let mut rounds: Vec<[Duration; 4]> = Vec::new();
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let cfg = txbridge_core::Config::from_toml_str(config)?;
+        let parse = t.elapsed();
+        let t = Instant::now();
+        let keys = rt.block_on(txbridge_lambda::key_set_with(&cfg, key))?;
+        let key_load = t.elapsed();
+        let t = Instant::now();
+        let http = txbridge_lambda::ReqwestClient::new()?;
+        let client = t.elapsed();
+        let t = Instant::now();
+        let bridge = txbridge_core::TxBridge::new(
+            cfg,
+            keys,
+            Arc::new(http),
+            Arc::new(txbridge_core::SystemClock),
+        );
+        let build = t.elapsed();
+        drop(bridge);
+        rounds.push([parse, key_load, client, build]);
+    }
+    let names = ["config_parse", "key_load", "http_client", "txbridge_new"];
+    let mut first = serde_json::Map::new();
+    let mut median = serde_json::Map::new();
+    for (i, name) in names.iter().enumerate() {
+        first.insert((*name).into(), json!(ms(rounds[0][i])));
+        let col: Vec<Duration> = rounds.iter().map(|r| r[i]).collect();
+        median.insert((*name).into(), summary(&col)["median_ms"].clone());
+    }
+    Ok(json!({ "first_ms": first, "median_ms": median }))
+}
+
+fn harness_reset(harness: &Harness) -> anyhow::Result<()> {
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/admin/stats/reset", harness.base_url))
+        .send()?;
+    ensure!(resp.status().is_success(), "stats reset");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loopback: warm exchanges vs /healthz over one keep-alive connection, interleaved.
+
+fn loopback(base_url: &str, token: &str, n: usize) -> anyhow::Result<Value> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let body = exchange_form(token);
+    let exchange = || -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        let resp = client
+            .post(format!("{base_url}/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()?;
+        let status = resp.status();
+        let _ = resp.bytes()?;
+        let d = t.elapsed();
+        ensure!(status == 200, "exchange answered {status}");
+        Ok(d)
+    };
+    let healthz = || -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        let resp = client.get(format!("{base_url}/healthz")).send()?;
+        let status = resp.status();
+        let _ = resp.bytes()?;
+        let d = t.elapsed();
+        ensure!(status == 200, "healthz answered {status}");
+        Ok(d)
+    };
+    for _ in 0..10 {
+        exchange()?;
+        healthz()?;
+    }
+    let (mut ex, mut hz) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let started = Instant::now();
+    for _ in 0..n {
+        ex.push(exchange()?);
+        hz.push(healthz()?);
+    }
+    let wall = started.elapsed();
+    let ex_total: Duration = ex.iter().sum();
+    Ok(json!({
+        "exchange": summary(&ex),
+        "healthz": summary(&hz),
+        "sequential_exchanges_per_s": n as f64 / ex_total.as_secs_f64(),
+        "wall_s": wall.as_secs_f64(),
+    }))
+}
+
+fn lambda_loopback(n: usize) -> anyhow::Result<Value> {
+    let harness = Harness::start(&["name=alpha,alg=RS256"])?;
+    let port = free_port();
+    let issuer = lambda_base_url(port);
+    let (config, key) = harness.config(&issuer)?;
+    let (running, _log, _dir) = start_lambda(port, &config, &key, &[])?;
+    let token = harness.token("alpha", "payments", "checkout", &["txbridge"], 3600)?;
+    let r = loopback(&running.base_url, &token, n);
+    drop(running);
+    r
+}
+
+fn worker(n: usize) -> anyhow::Result<Value> {
+    let harness = Harness::start(&["name=alpha,alg=RS256"])?;
+    let (config, key) = harness.config("https://txbridge-worker.example.test")?;
+    let running = txbridge_tests::worker::start(&config, &key)?;
+    let token = harness.token("alpha", "payments", "checkout", &["txbridge"], 3600)?;
+    let r = loopback(&running.base_url, &token, n);
+    drop(running);
+    let mut r = r?;
+    let build = txbridge_tests::worker::worker_dir().join("build/index_bg.wasm");
+    if !build.exists() {
+        bail!("{} missing", build.display());
+    }
+    r["wasm"] = json!(build.display().to_string());
+    Ok(r)
+}
