@@ -149,6 +149,56 @@ impl Env {
     }
 }
 
+/// A function under test, with its harness: stops both (by pid) when dropped.
+#[allow(missing_debug_implementations)]
+pub struct Started {
+    pub env: Env,
+    _function: crate::Running,
+    _dir: Option<crate::procs::TempDir>,
+}
+
+/// Starts a harness with `clusters` and the Lambda under `cargo lambda watch` (trace logs, for
+/// the leak check) with the harness's config passed through `config`.
+pub fn start_lambda_env(clusters: &[&str], config: fn(&str) -> String) -> anyhow::Result<Started> {
+    let harness = Harness::start(clusters)?;
+    let port = crate::free_port();
+    let issuer = crate::procs::lambda_base_url(port);
+    let (toml, key) = harness.config(&issuer)?;
+    let (running, log, dir) =
+        crate::procs::start_lambda(port, &config(&toml), &key, &[("RUST_LOG", "trace")])?;
+    let f = Function {
+        base_url: running.base_url.clone(),
+        issuer,
+        logs: vec![log],
+    };
+    Ok(Started {
+        env: Env::new(harness, f, key),
+        _function: running,
+        _dir: Some(dir),
+    })
+}
+
+/// The same for the Worker under workerd. Its port is chosen at start, so its issuer is a name,
+/// not where it is served.
+pub fn start_worker_env(clusters: &[&str], config: fn(&str) -> String) -> anyhow::Result<Started> {
+    let harness = Harness::start(clusters)?;
+    let issuer = "https://txbridge-worker.example.test".to_owned();
+    let (toml, key) = harness.config(&issuer)?;
+    let running = crate::worker::start(&config(&toml), &key)?;
+    let port = running.base_url.rsplit(':').next().unwrap_or_default();
+    let log = crate::workspace_root().join(format!("target/tmp/txbridge-worker-{port}.log"));
+    let f = Function {
+        base_url: running.base_url.clone(),
+        issuer,
+        logs: vec![log],
+    };
+    Ok(Started {
+        env: Env::new(harness, f, key),
+        _function: running,
+        _dir: None,
+    })
+}
+
 /// Asserts an OAuth error: status, exact code, no token, nothing secret echoed.
 pub fn expect_error(r: &Resp, status: u16, code: &str, what: &str) -> anyhow::Result<()> {
     ensure!(
