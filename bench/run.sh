@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates BENCHMARKS.md: criterion benches of the core (crypto floor, warm exchanges,
-# verification backends, in-process throughput), instruction counts under callgrind, the
+# verification backends, in-process throughput) in both crypto configurations (rsa/p256, the
+# Worker's; aws-lc-rs, the Lambda's), instruction counts under callgrind, the
 # thundering-herd test, the Lambda's cold start and size, and the Worker's wasm size and warm
 # timings under workerd. One command: `bash bench/run.sh` (2.5-6.5 min measured on 2 shared cores with a warm build).
 #
@@ -31,33 +32,50 @@ json.dump({
 EOF
 
 # --- builds ------------------------------------------------------------------------------------
-log "building: release txbridge-lambda, the core benches, the shell bench"
+log "building: release txbridge-lambda, the core benches (both backends), the shell bench"
 cargo build -q --release -p txbridge-lambda --bin txbridge-lambda
 cargo build -q -p txbridge-harness -p txbridge-lambda
-BENCH_BIN="$(cargo bench -q -p txbridge-core --bench exchange --no-run --message-format=json 2>/dev/null |
-  python3 -c 'import json,sys
+# Prints the path of the core's `exchange` bench built with the given cargo arguments.
+bench_bin() {
+  cargo bench -q -p txbridge-core --bench exchange --no-run --message-format=json "$@" 2>/dev/null |
+    python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "exchange":
-        print(m["executable"])')"
+        print(m["executable"])'
+}
+# rsa/p256: what the Worker runs (measured natively), and the baseline of the backend comparison.
+BENCH_BIN="$(bench_bin)"
+# aws-lc-rs: what the Lambda ships (its default features turn these on).
+BENCH_BIN_LC="$(bench_bin --features aws-lc,txbridge-signer/aws-lc)"
 cargo bench -q -p txbridge-tests --bench shells --no-run 2>/dev/null
 
 # --- criterion ---------------------------------------------------------------------------------
-log "criterion (measurement ${BENCH_SECS}s per benchmark)"
-rm -rf "$ROOT/target/criterion"
-export CRITERION_HOME="$ROOT/target/criterion"
-"$BENCH_BIN" --bench --warm-up-time 1 --measurement-time "$BENCH_SECS" --noplot \
+log "criterion (measurement ${BENCH_SECS}s per benchmark): rsa/p256 build, all groups"
+rm -rf "$ROOT/target/criterion" "$ROOT/target/criterion-aws-lc"
+CRITERION_HOME="$ROOT/target/criterion" "$BENCH_BIN" --bench --warm-up-time 1 \
+  --measurement-time "$BENCH_SECS" --noplot \
   >"$OUT/criterion.log" 2>&1 || { tail -30 "$OUT/criterion.log" >&2; exit 1; }
+log "criterion: aws-lc-rs build, floor and exchange"
+CRITERION_HOME="$ROOT/target/criterion-aws-lc" "$BENCH_BIN_LC" --bench --warm-up-time 1 \
+  --measurement-time "$BENCH_SECS" --noplot '^(floor|exchange)/' \
+  >"$OUT/criterion-aws-lc.log" 2>&1 || { tail -30 "$OUT/criterion-aws-lc.log" >&2; exit 1; }
 
 # --- callgrind: instructions of one warm exchange vs its crypto -------------------------------
 : >"$OUT/callgrind.txt"
 if [ "${BENCH_SKIP_CALLGRIND:-0}" != 1 ] && command -v valgrind >/dev/null; then
-  for id in rs256 es256; do
-    log "callgrind exchange/$id"
-    valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$id.out" \
-      --toggle-collect='*TxBridge*handle*' "$BENCH_BIN" --bench --profile-time 1 "^exchange/$id\$" \
-      >"$OUT/callgrind.$id.log" 2>&1
-    callgrind_annotate --inclusive=yes "$OUT/callgrind.$id.out" >"$OUT/callgrind.$id.txt" 2>/dev/null
+  # callgrind.<alg>.*: rsa/p256 build; callgrind.aws-lc.<alg>.*: aws-lc-rs build.
+  for cfg in "" aws-lc.; do
+    bin=$BENCH_BIN
+    [ -z "$cfg" ] || bin=$BENCH_BIN_LC
+    for id in rs256 es256; do
+      log "callgrind exchange/$id ${cfg:-rsa-p256.}"
+      CRITERION_HOME="$OUT/criterion-callgrind" valgrind --tool=callgrind \
+        --callgrind-out-file="$OUT/callgrind.$cfg$id.out" --toggle-collect='*TxBridge*handle*' \
+        "$bin" --bench --profile-time 1 "^exchange/$id\$" >"$OUT/callgrind.$cfg$id.log" 2>&1
+      callgrind_annotate --inclusive=yes "$OUT/callgrind.$cfg$id.out" \
+        >"$OUT/callgrind.$cfg$id.txt" 2>/dev/null
+    done
   done
 fi
 

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 #[cfg(feature = "local")]
 mod local;
 #[cfg(feature = "local")]
-pub use local::LocalSigner;
+pub use local::{LocalSigner, SIGN_BACKEND};
 
 #[cfg(all(feature = "kms", not(target_arch = "wasm32")))]
 mod kms;

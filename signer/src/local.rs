@@ -8,9 +8,20 @@ use p256::pkcs8::DecodePrivateKey as _;
 
 use crate::{ES256, KeyError, PublicJwk, SignError, Signer};
 
-/// A P-256 private key held in memory (zeroized on drop by `p256`).
+/// Which library signs in this build: `"aws-lc-rs"` with the native-only `aws-lc` feature,
+/// `"p256"` otherwise (always on wasm32). The key, its public JWK and kid come from p256 either way.
+pub const SIGN_BACKEND: &str = if cfg!(all(feature = "aws-lc", not(target_arch = "wasm32"))) {
+    "aws-lc-rs"
+} else {
+    "p256"
+};
+
+/// A P-256 private key held in memory (zeroized on drop by `p256`; aws-lc frees its copy).
 pub struct LocalSigner {
     key: SigningKey,
+    /// The same key for aws-lc-rs (feature `aws-lc`, native only), built from its PKCS#8.
+    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    native: aws_lc_rs::signature::EcdsaKeyPair,
     jwk: PublicJwk,
 }
 
@@ -45,7 +56,7 @@ impl LocalSigner {
                 "expected a PKCS#8 PEM, SEC1 PEM or JWK private key",
             ));
         };
-        Ok(Self::from_secret(secret))
+        Self::from_secret(secret)
     }
 
     /// Generates a fresh key (development and tests).
@@ -53,6 +64,7 @@ impl LocalSigner {
         Self::from_secret(p256::SecretKey::random(
             &mut p256::elliptic_curve::rand_core::OsRng,
         ))
+        .unwrap_or_else(|_| unreachable_key())
     }
 
     /// The private key as PKCS#8 PEM, for emitting a development key. Handle as a secret.
@@ -63,7 +75,18 @@ impl LocalSigner {
             .map_err(|_| KeyError::InvalidPrivateKey("cannot encode key"))
     }
 
-    fn from_secret(secret: p256::SecretKey) -> Self {
+    fn from_secret(secret: p256::SecretKey) -> Result<Self, KeyError> {
+        #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+        let native = {
+            use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+            use p256::pkcs8::EncodePrivateKey as _;
+            // The DER document is zeroized on drop.
+            let der = secret
+                .to_pkcs8_der()
+                .map_err(|_| KeyError::InvalidPrivateKey("cannot encode key"))?;
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.as_bytes())
+                .map_err(|_| KeyError::InvalidPrivateKey("aws-lc-rs rejects the P-256 key"))?
+        };
         let key = SigningKey::from(&secret);
         let point = key.verifying_key().to_encoded_point(false);
         let (x, y) = (point.x().map(|c| c.to_vec()), point.y().map(|c| c.to_vec()));
@@ -73,7 +96,36 @@ impl LocalSigner {
             y.as_deref().unwrap_or_default(),
         )
         .unwrap_or_else(|_| unreachable_jwk());
-        LocalSigner { key, jwk }
+        Ok(LocalSigner {
+            key,
+            #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+            native,
+            jwk,
+        })
+    }
+
+    /// The pure-Rust path (p256, RFC 6979 deterministic): the only one on wasm32 and without
+    /// `aws-lc`. Low-S, raw `r || s`.
+    #[cfg_attr(all(feature = "aws-lc", not(target_arch = "wasm32")), allow(dead_code))]
+    fn sign_rust_crypto(&self, signing_input: &[u8]) -> Vec<u8> {
+        let sig: Signature = self.key.sign(signing_input);
+        let sig = sig.normalize_s().unwrap_or(sig);
+        sig.to_bytes().to_vec()
+    }
+
+    /// aws-lc-rs (randomised k), normalised to low-S like the p256 path and the KMS signer.
+    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    fn sign_aws_lc(&self, signing_input: &[u8]) -> Result<Vec<u8>, SignError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let raw = self
+            .native
+            .sign(&rng, signing_input)
+            .map_err(|_| SignError::KeyUnusable {
+                code: "aws-lc-rs sign failed".into(),
+            })?;
+        let sig = Signature::from_slice(raw.as_ref()).map_err(|_| SignError::Malformed)?;
+        let sig = sig.normalize_s().unwrap_or(sig);
+        Ok(sig.to_bytes().to_vec())
     }
 }
 
@@ -81,6 +133,12 @@ impl LocalSigner {
 fn unreachable_jwk() -> PublicJwk {
     // Invariant: a P-256 verifying key always encodes to 32-byte affine coordinates.
     panic!("P-256 public key without affine coordinates")
+}
+
+#[allow(clippy::panic)]
+fn unreachable_key() -> LocalSigner {
+    // Invariant: a freshly generated P-256 key always encodes to PKCS#8 and aws-lc-rs parses it.
+    panic!("generated P-256 key not loadable")
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
@@ -99,8 +157,64 @@ impl Signer for LocalSigner {
     }
 
     async fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, SignError> {
-        let sig: Signature = self.key.sign(signing_input);
-        let sig = sig.normalize_s().unwrap_or(sig);
-        Ok(sig.to_bytes().to_vec())
+        #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+        return self.sign_aws_lc(signing_input);
+        #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+        Ok(self.sign_rust_crypto(signing_input))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Reports the backend in the test output (`.ci/run` runs the signer's tests with and
+    /// without it).
+    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    #[test]
+    fn sign_backend_is_aws_lc_rs() {
+        assert_eq!(SIGN_BACKEND, "aws-lc-rs");
+    }
+
+    #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+    #[test]
+    fn sign_backend_is_p256() {
+        assert_eq!(SIGN_BACKEND, "p256");
+    }
+
+    /// The backends are interchangeable: aws-lc-rs signatures verify with p256, p256 signatures
+    /// verify with aws-lc-rs, both are low-S `r || s`, and aws-lc holds the same key as p256
+    /// (whose public JWK and kid are published).
+    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    #[test]
+    fn aws_lc_and_p256_signatures_cross_verify() {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, KeyPair as _, ParsedPublicKey};
+        use p256::ecdsa::signature::Verifier as _;
+
+        let pem = LocalSigner::generate().to_pkcs8_pem().unwrap();
+        for signer in [
+            LocalSigner::generate(),
+            LocalSigner::from_encoded(&pem).unwrap(),
+        ] {
+            let point = signer.key.verifying_key().to_encoded_point(false);
+            assert_eq!(signer.native.public_key().as_ref(), point.as_bytes());
+            let lc_key = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point.as_bytes()).unwrap();
+            let p256_key = signer.key.verifying_key();
+            for i in 0..16 {
+                let input = format!("eyJhbGciOiJFUzI1NiJ9.eyJpIjo{i}fQ");
+                let input = input.as_bytes();
+                let by_lc = signer.sign_aws_lc(input).unwrap();
+                let by_p256 = signer.sign_rust_crypto(input);
+                for sig in [&by_lc, &by_p256] {
+                    assert_eq!(sig.len(), 64);
+                    let parsed = Signature::from_slice(sig).unwrap();
+                    assert!(parsed.normalize_s().is_none(), "high-S");
+                    assert!(p256_key.verify(input, &parsed).is_ok(), "p256 rejects");
+                    assert!(lc_key.verify_sig(input, sig).is_ok(), "aws-lc-rs rejects");
+                    assert!(lc_key.verify_sig(b"other", sig).is_err());
+                }
+            }
+        }
     }
 }

@@ -4,6 +4,11 @@
 //! `bash bench/run.sh` runs this (with a bounded measurement time) and writes BENCHMARKS.md from
 //! `target/criterion/*/*/new/estimates.json`; `cargo bench -p txbridge-core --bench exchange`
 //! runs it alone. Benchmark ids are what BENCHMARKS.md refers to: keep them stable.
+//!
+//! Two builds: without features (rsa/p256, the Worker's backend) and with
+//! `--features aws-lc,txbridge-signer/aws-lc` (aws-lc-rs, the Lambda's). `floor` and `exchange`
+//! measure whichever backend the build has; `backend` compares the crates side by side and runs
+//! only in the build without the features, where core's `VerifyKey` is rsa/p256.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -85,9 +90,16 @@ fn verify_key(key: &TestKey) -> VerifyKey {
         .remove(0)
 }
 
-/// (a) The crypto floor: one subject-token verify plus one TxToken sign, with the product's own
-/// crates (rsa / p256 through core's `VerifyKey`, the signer's `LocalSigner`), nothing else.
+/// (a) The crypto floor: one subject-token verify plus one TxToken sign, the way the product does
+/// them (core's `VerifyKey`, the signer's `LocalSigner`: rsa/p256, or aws-lc-rs with the `aws-lc`
+/// features), nothing else.
 fn floor(c: &mut Criterion) {
+    // bench/run.sh reads this line to label the configuration.
+    eprintln!(
+        "backends: verify {} / sign {}",
+        jose::VERIFY_BACKEND,
+        txbridge_signer::SIGN_BACKEND
+    );
     let world = primed_world();
     let rs = signed(&world.alpha_token("payments", "checkout"));
     let es = signed(&world.beta_token("payments", "checkout"));
@@ -156,6 +168,13 @@ fn exchange(c: &mut Criterion) {
 fn backends(c: &mut Criterion) {
     use aws_lc_rs::signature::{self as lc, KeyPair as _};
     use rsa::pkcs1::EncodeRsaPublicKey as _;
+
+    // The "rsa_crate" / "p256_crate" rows go through core's `VerifyKey` and `LocalSigner`: only
+    // rsa/p256 in the build without the `aws-lc` features.
+    if jose::VERIFY_BACKEND != "rsa+p256" || txbridge_signer::SIGN_BACKEND != "p256" {
+        eprintln!("backend: skipped (run it in the build without the aws-lc features)");
+        return;
+    }
 
     let world = primed_world();
     let rs = signed(&world.alpha_token("payments", "checkout"));

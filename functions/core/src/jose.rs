@@ -93,6 +93,14 @@ pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, E> {
     })
 }
 
+/// Which library verifies subject-token signatures in this build: `"aws-lc-rs"` with the
+/// native-only `aws-lc` feature, `"rsa+p256"` otherwise (always on wasm32).
+pub const VERIFY_BACKEND: &str = if cfg!(all(feature = "aws-lc", not(target_arch = "wasm32"))) {
+    "aws-lc-rs"
+} else {
+    "rsa+p256"
+};
+
 /// A verification key taken from a cluster's JWKS, parsed once.
 #[derive(Clone)]
 pub enum KeyMaterial {
@@ -109,6 +117,56 @@ impl std::fmt::Debug for KeyMaterial {
     }
 }
 
+/// The same public key parsed by aws-lc-rs (feature `aws-lc`, native only), built from the
+/// components rsa/p256 already accepted. Empty without the feature. `None` when aws-lc refuses a
+/// key rsa/p256 accepted (e.g. an even RSA exponent): that key is then verified by rsa/p256, so
+/// the set of accepted keys and the verdicts never depend on the backend.
+#[derive(Clone, Default)]
+struct NativeKey(
+    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    Option<aws_lc_rs::signature::ParsedPublicKey>,
+);
+
+impl std::fmt::Debug for NativeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+        if self.0.is_some() {
+            return f.write_str("aws-lc-rs");
+        }
+        f.write_str("rsa+p256")
+    }
+}
+
+#[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+impl NativeKey {
+    fn rsa(key: &rsa::RsaPublicKey) -> Self {
+        use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+        use rsa::pkcs1::EncodeRsaPublicKey as _;
+        // MIN_RSA_BITS..=MAX_RSA_BITS is within 2048..=8192, the range of these parameters.
+        let parsed = key
+            .to_pkcs1_der()
+            .ok()
+            .and_then(|der| ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der.as_bytes()).ok());
+        NativeKey(parsed)
+    }
+
+    fn ec(sec1_uncompressed: &[u8]) -> Self {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey};
+        NativeKey(ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, sec1_uncompressed).ok())
+    }
+}
+
+#[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+impl NativeKey {
+    fn rsa(_key: &rsa::RsaPublicKey) -> Self {
+        NativeKey()
+    }
+
+    fn ec(_sec1_uncompressed: &[u8]) -> Self {
+        NativeKey()
+    }
+}
+
 /// One usable key of a cluster.
 #[derive(Debug, Clone)]
 pub struct VerifyKey {
@@ -116,20 +174,40 @@ pub struct VerifyKey {
     /// The JWK's `alg`, when it names one.
     pub alg: Option<Algorithm>,
     pub material: KeyMaterial,
+    /// The same key for aws-lc-rs (feature `aws-lc`); verification prefers it.
+    #[cfg_attr(
+        not(all(feature = "aws-lc", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
+    native: NativeKey,
 }
 
 impl VerifyKey {
     /// Does this key serve `alg`? The key family must match, and the JWK's own `alg` if set.
     pub fn fits(&self, alg: Algorithm) -> bool {
-        let family = matches!(
+        self.family_fits(alg) && self.alg.is_none_or(|a| a == alg)
+    }
+
+    fn family_fits(&self, alg: Algorithm) -> bool {
+        matches!(
             (&self.material, alg),
             (KeyMaterial::Rsa(_), Algorithm::RS256) | (KeyMaterial::Ec(_), Algorithm::ES256)
-        );
-        family && self.alg.is_none_or(|a| a == alg)
+        )
     }
 
     /// Verifies `signature` over `input`. Caller has checked [`VerifyKey::fits`].
     pub fn verify(&self, alg: Algorithm, input: &[u8], signature: &[u8]) -> bool {
+        #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+        if let Some(key) = &self.native.0 {
+            // The parsed key is bound to RSA_PKCS1_2048_8192_SHA256 or ECDSA_P256_SHA256_FIXED
+            // (raw r||s, 64 bytes), the JOSE encodings of RS256 and ES256.
+            return self.family_fits(alg) && key.verify_sig(input, signature).is_ok();
+        }
+        self.verify_rust_crypto(alg, input, signature)
+    }
+
+    /// The pure-Rust path (rsa 0.9 / p256 0.13): the only one on wasm32 and without `aws-lc`.
+    fn verify_rust_crypto(&self, alg: Algorithm, input: &[u8], signature: &[u8]) -> bool {
         match (&self.material, alg) {
             (KeyMaterial::Rsa(key), Algorithm::RS256) => {
                 let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else {
@@ -182,7 +260,7 @@ fn parse_jwk(raw: RawJwk) -> Option<VerifyKey> {
         None => None,
         Some(a) => Some(Algorithm::parse(a)?),
     };
-    let material = match raw.kty.as_str() {
+    let (material, native) = match raw.kty.as_str() {
         "RSA" => {
             let n = rsa::BigUint::from_bytes_be(&b64_decode(raw.n.as_deref()?)?);
             let e = rsa::BigUint::from_bytes_be(&b64_decode(raw.e.as_deref()?)?);
@@ -191,7 +269,11 @@ fn parse_jwk(raw: RawJwk) -> Option<VerifyKey> {
                 return None;
             }
             let key = rsa::RsaPublicKey::new(n, e).ok()?;
-            KeyMaterial::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::new(key)))
+            let native = NativeKey::rsa(&key);
+            (
+                KeyMaterial::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::new(key))),
+                native,
+            )
         }
         "EC" => {
             if raw.crv.as_deref() != Some("P-256") {
@@ -206,7 +288,8 @@ fn parse_jwk(raw: RawJwk) -> Option<VerifyKey> {
             sec1.push(4);
             sec1.extend_from_slice(&x);
             sec1.extend_from_slice(&y);
-            KeyMaterial::Ec(p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?)
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?;
+            (KeyMaterial::Ec(key), NativeKey::ec(&sec1))
         }
         _ => return None,
     };
@@ -214,6 +297,7 @@ fn parse_jwk(raw: RawJwk) -> Option<VerifyKey> {
         kid: raw.kid,
         alg,
         material,
+        native,
     })
 }
 
@@ -339,5 +423,160 @@ mod tests {
         assert!(!keys[0].fits(Algorithm::RS256));
         assert!(parse_jwks(br#"{"keys":[{"kty":"oct","k":"AA"}]}"#).is_err());
         assert!(parse_jwks(b"<html>").is_err());
+    }
+
+    /// Reports the backend in the test output (`.ci/run` runs core's tests with and without it).
+    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    #[test]
+    fn verify_backend_is_aws_lc_rs() {
+        assert_eq!(VERIFY_BACKEND, "aws-lc-rs");
+    }
+
+    #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+    #[test]
+    fn verify_backend_is_rsa_p256() {
+        assert_eq!(VERIFY_BACKEND, "rsa+p256");
+    }
+
+    /// The backends are interchangeable: with `aws-lc`, signatures made by the pure-Rust crates
+    /// (rsa, p256) verify through aws-lc-rs, signatures made by aws-lc-rs verify through rsa/p256,
+    /// and both verifiers give the same verdict on every malformed variant.
+    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    mod aws_lc_contract {
+        use super::*;
+        use aws_lc_rs::signature as lc;
+        use p256::ecdsa::signature::Signer as _;
+
+        fn one_key(jwk: serde_json::Value) -> VerifyKey {
+            let doc = serde_json::json!({ "keys": [jwk] });
+            let mut keys = parse_jwks(&serde_json::to_vec(&doc).unwrap()).unwrap();
+            assert_eq!(keys.len(), 1);
+            keys.remove(0)
+        }
+
+        /// Both paths give `want` on `sig`, and the same verdict on its malformed variants.
+        fn same_verdicts(key: &VerifyKey, alg: Algorithm, input: &[u8], sig: &[u8], want: bool) {
+            assert!(key.native.0.is_some(), "aws-lc-rs parsed the key");
+            assert_eq!(key.verify(alg, input, sig), want, "aws-lc-rs");
+            assert_eq!(key.verify_rust_crypto(alg, input, sig), want, "rsa/p256");
+            let mut flipped = sig.to_vec();
+            flipped[7] ^= 1;
+            let mut longer = sig.to_vec();
+            longer.push(0);
+            let other = if alg == Algorithm::RS256 {
+                Algorithm::ES256
+            } else {
+                Algorithm::RS256
+            };
+            let variants: [(&str, &[u8], &[u8], Algorithm); 6] = [
+                ("flipped bit", &flipped, input, alg),
+                ("other input", sig, b"other input", alg),
+                ("truncated", &sig[..sig.len() - 1], input, alg),
+                ("longer", &longer, input, alg),
+                ("empty", b"", input, alg),
+                ("other alg", sig, input, other),
+            ];
+            for (name, s, i, a) in variants {
+                assert!(!key.verify(a, i, s), "{name}: aws-lc-rs accepts");
+                assert!(!key.verify_rust_crypto(a, i, s), "{name}: rsa/p256 accepts");
+            }
+        }
+
+        #[test]
+        fn es256_signatures_cross_verify() {
+            let sk = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+            let jwk: serde_json::Value =
+                serde_json::from_str(&sk.public_key().to_jwk_string()).unwrap();
+            let key = one_key(jwk);
+            let input = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0";
+
+            // p256 signs (RFC 6979), aws-lc-rs verifies; the high-S twin gets the same verdict.
+            let p256_sig: p256::ecdsa::Signature = p256::ecdsa::SigningKey::from(&sk).sign(input);
+            same_verdicts(&key, Algorithm::ES256, input, &p256_sig.to_bytes(), true);
+            let (r, s) = p256_sig.split_scalars();
+            let twin = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+            same_verdicts(&key, Algorithm::ES256, input, &twin.to_bytes(), true);
+
+            // aws-lc-rs signs (randomised k) from the same PKCS#8, p256 verifies.
+            use p256::pkcs8::EncodePrivateKey as _;
+            let der = sk.to_pkcs8_der().unwrap();
+            let pair =
+                lc::EcdsaKeyPair::from_pkcs8(&lc::ECDSA_P256_SHA256_FIXED_SIGNING, der.as_bytes())
+                    .unwrap();
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            for _ in 0..8 {
+                let sig = pair.sign(&rng, input).unwrap();
+                same_verdicts(&key, Algorithm::ES256, input, sig.as_ref(), true);
+            }
+        }
+
+        #[test]
+        fn rs256_signatures_cross_verify() {
+            use rsa::pkcs8::EncodePrivateKey as _;
+            use rsa::signature::{SignatureEncoding as _, Signer as _};
+            use rsa::traits::PublicKeyParts as _;
+            let private = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
+            let public = private.to_public_key();
+            let key = one_key(serde_json::json!({
+                "kty": "RSA",
+                "n": b64_encode(&public.n().to_bytes_be()),
+                "e": b64_encode(&public.e().to_bytes_be()),
+            }));
+            let input = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0";
+
+            // rsa signs, aws-lc-rs verifies.
+            let rsa_sig = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(private.clone())
+                .sign(input)
+                .to_vec();
+            same_verdicts(&key, Algorithm::RS256, input, &rsa_sig, true);
+
+            // aws-lc-rs signs from the same PKCS#8, rsa verifies. PKCS#1 v1.5 is deterministic:
+            // the two signatures are the same bytes.
+            let der = private.to_pkcs8_der().unwrap();
+            let pair = lc::RsaKeyPair::from_pkcs8(der.as_bytes()).unwrap();
+            let mut lc_sig = vec![0; pair.public_modulus_len()];
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            pair.sign(&lc::RSA_PKCS1_SHA256, &rng, input, &mut lc_sig)
+                .unwrap();
+            same_verdicts(&key, Algorithm::RS256, input, &lc_sig, true);
+            assert_eq!(lc_sig, rsa_sig);
+        }
+
+        /// Every RSA key rsa accepts at the edges of our rules (2048 and 4096 bits, e = 3 and
+        /// e = 2^33 - 1) is also parsed by aws-lc-rs, so no accepted key falls back in practice.
+        #[test]
+        fn aws_lc_parses_every_edge_key_rsa_accepts() {
+            for bits in [2048usize, 4096] {
+                // An odd modulus of exactly `bits` bits (rsa and aws-lc check size and parity).
+                let mut n = vec![0xa5u8; bits / 8];
+                n[0] = 0xc1;
+                for e in [3u64, 65_537, (1 << 33) - 1] {
+                    let e = e.to_be_bytes();
+                    let start = e.iter().position(|&b| b != 0).unwrap();
+                    let key = one_key(serde_json::json!({
+                        "kty": "RSA", "n": b64_encode(&n), "e": b64_encode(&e[start..]),
+                    }));
+                    assert!(key.native.0.is_some(), "{bits} bits, e = {e:?}");
+                }
+            }
+        }
+
+        /// Should aws-lc-rs ever refuse a key rsa/p256 accepted, the key stays usable and is
+        /// verified by rsa/p256: which keys a JWKS may hold does not depend on the backend.
+        #[test]
+        fn key_without_aws_lc_form_is_verified_by_rust_crypto() {
+            let sk = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+            let jwk: serde_json::Value =
+                serde_json::from_str(&sk.public_key().to_jwk_string()).unwrap();
+            let key = VerifyKey {
+                native: NativeKey(None),
+                ..one_key(jwk)
+            };
+            let input = b"x.y";
+            let sig: p256::ecdsa::Signature = p256::ecdsa::SigningKey::from(&sk).sign(input);
+            assert!(key.verify(Algorithm::ES256, input, &sig.to_bytes()));
+            assert!(!key.verify(Algorithm::ES256, b"x.z", &sig.to_bytes()));
+            assert!(!key.verify(Algorithm::RS256, input, &sig.to_bytes()));
+        }
     }
 }
