@@ -268,7 +268,8 @@ fn parse_jwk(raw: RawJwk) -> Option<VerifyKey> {
             if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return None;
             }
-            let key = rsa::RsaPublicKey::new(n, e).ok()?;
+            // `new` would cap the modulus at 4096 bits; MAX_RSA_BITS is the limit here.
+            let key = rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS).ok()?;
             let native = NativeKey::rsa(&key);
             (
                 KeyMaterial::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::new(key))),
@@ -423,6 +424,29 @@ mod tests {
         assert!(!keys[0].fits(Algorithm::RS256));
         assert!(parse_jwks(br#"{"keys":[{"kty":"oct","k":"AA"}]}"#).is_err());
         assert!(parse_jwks(b"<html>").is_err());
+    }
+
+    /// RSA moduli from MIN_RSA_BITS to MAX_RSA_BITS are usable, outside that range skipped (rsa's
+    /// own `RsaPublicKey::new` would silently cap them at 4096 bits).
+    #[test]
+    fn rsa_modulus_size_limits() {
+        let jwk = |bits: usize| {
+            let mut n = vec![0xa5u8; bits.div_ceil(8)];
+            n[0] = if bits % 8 == 0 { 0xc1 } else { 1 };
+            serde_json::json!({"kty": "RSA", "kid": "k", "n": b64_encode(&n), "e": "AQAB"})
+        };
+        for (bits, usable) in [
+            (2047, false),
+            (2048, true),
+            (4096, true),
+            (4104, true),
+            (8192, true),
+            (8193, false),
+        ] {
+            let doc = serde_json::json!({ "keys": [jwk(bits)] });
+            let keys = parse_jwks(&serde_json::to_vec(&doc).unwrap());
+            assert_eq!(keys.is_ok(), usable, "{bits} bits");
+        }
     }
 
     /// Reports the backend in the test output (`.ci/run` runs core's tests with and without it).
