@@ -2,14 +2,10 @@
 //! translation between `lambda_http` events and the core's `http` types.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt as _, Response};
-use txbridge_core::{
-    ClientIp, Config, HttpClient, HttpError, KeySet, MAX_UPSTREAM_BODY, SignerKind, SystemClock,
-    TxBridge,
-};
+use txbridge_core::{ClientIp, Config, KeySet, SignerKind, SystemClock, TxBridge};
 use txbridge_signer::{LocalSigner, Signer};
 
 /// Why the function could not start. One clear line; never key material.
@@ -95,7 +91,8 @@ pub async fn build() -> Result<TxBridge, StartupError> {
 /// signer, reqwest client and system clock, for in-process tests and benchmarks.
 pub async fn build_from(config: Config, local_key: &str) -> Result<TxBridge, StartupError> {
     let keys = key_set_with(&config, local_key).await?;
-    let http = ReqwestClient::new()?;
+    let http = ReqwestClient::with_user_agent(concat!("txbridge/", env!("CARGO_PKG_VERSION")))
+        .map_err(|e| StartupError::HttpClient(e.to_string()))?;
     Ok(TxBridge::new(
         config,
         keys,
@@ -104,76 +101,9 @@ pub async fn build_from(config: Config, local_key: &str) -> Result<TxBridge, Sta
     ))
 }
 
-/// Outbound HTTP for discovery and JWKS: rustls, no redirects, timeouts, capped body.
-#[derive(Debug, Clone)]
-pub struct ReqwestClient {
-    client: reqwest::Client,
-}
-
-/// Connect and whole-request timeouts for issuer fetches.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-impl ReqwestClient {
-    pub fn new() -> Result<Self, StartupError> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("txbridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| StartupError::HttpClient(e.to_string()))?;
-        Ok(ReqwestClient { client })
-    }
-}
-
-fn map_reqwest(e: &reqwest::Error) -> HttpError {
-    if e.is_timeout() {
-        HttpError::Timeout
-    } else if e.is_connect() {
-        HttpError::Connect
-    } else {
-        HttpError::Other("request failed".into())
-    }
-}
-
-#[async_trait::async_trait]
-impl HttpClient for ReqwestClient {
-    async fn execute(
-        &self,
-        request: http::Request<Vec<u8>>,
-    ) -> Result<http::Response<Vec<u8>>, HttpError> {
-        let (parts, body) = request.into_parts();
-        let url = parts.uri.to_string();
-        let mut resp = self
-            .client
-            .request(parts.method, url)
-            .headers(parts.headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| map_reqwest(&e))?;
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_UPSTREAM_BODY as u64)
-        {
-            return Err(HttpError::BodyTooLarge);
-        }
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| map_reqwest(&e))? {
-            if body.len() + chunk.len() > MAX_UPSTREAM_BODY {
-                return Err(HttpError::BodyTooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let mut out = http::Response::new(body);
-        *out.status_mut() = status;
-        *out.headers_mut() = headers;
-        Ok(out)
-    }
-}
+/// Outbound HTTP for discovery and JWKS: rustls, no redirects, timeouts (2 s connect, 5 s in
+/// all), body capped at `MAX_UPSTREAM_BODY`. The same client the verifier and the CLI use.
+pub use txbridge_verifier::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, ReqwestClient};
 
 /// The caller's source IP and the API Gateway stage, from the event's request context.
 fn context_of(req: &Request) -> (Option<std::net::IpAddr>, Option<String>) {

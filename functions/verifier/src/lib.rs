@@ -30,7 +30,7 @@ pub mod layer;
 #[cfg(all(feature = "reqwest", not(target_arch = "wasm32")))]
 mod reqwest_client;
 #[cfg(all(feature = "reqwest", not(target_arch = "wasm32")))]
-pub use reqwest_client::ReqwestClient;
+pub use reqwest_client::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, ReqwestClient};
 
 /// Default clock skew tolerated on `exp` and `iat`.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;

@@ -1,12 +1,13 @@
-//! An [`HttpClient`] on reqwest (native): rustls, no redirects, timeouts, capped body.
+//! An [`HttpClient`] on reqwest (native): rustls, no redirects, timeouts, capped body. Used by
+//! consumers, the `txbridge` CLI and the Lambda shell's own discovery/JWKS fetches.
 
 use std::time::Duration;
 
 use txbridge_core::{HttpClient, HttpError, MAX_UPSTREAM_BODY};
 
 /// Connect and whole-request timeouts for key fetches.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Outbound HTTP for discovery and JWKS fetches.
 #[derive(Debug, Clone)]
@@ -17,11 +18,16 @@ pub struct ReqwestClient {
 impl ReqwestClient {
     /// A client that never follows redirects and gives up after a few seconds.
     pub fn new() -> Result<Self, crate::Error> {
+        Self::with_user_agent(concat!("txbridge-verifier/", env!("CARGO_PKG_VERSION")))
+    }
+
+    /// The same client, naming itself `user_agent` (the service's own key fetches use it too).
+    pub fn with_user_agent(user_agent: &str) -> Result<Self, crate::Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("txbridge-verifier/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent)
             .build()
             .map_err(|_| crate::Error::Config("cannot build the HTTP client"))?;
         Ok(ReqwestClient { client })
