@@ -1,5 +1,6 @@
 //! Strict parsing of the RFC 8693 token request into a typed [`ExchangeRequest`].
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::config::valid_scope_token;
@@ -77,7 +78,7 @@ fn json_depth(v: &serde_json::Value) -> usize {
 
 fn json_object(
     name: &'static str,
-    text: Option<String>,
+    text: Option<Cow<'_, str>>,
 ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
     let Some(text) = text else {
         return Ok(serde_json::Map::new());
@@ -97,17 +98,33 @@ fn json_object(
     }
 }
 
+/// The pairs of a form body exactly as `url::form_urlencoded::parse` decodes them, borrowing
+/// every name and value that needs no decoding (no `%`, no `+`). `body` is valid UTF-8, and so
+/// is each piece of it between ASCII `&` and `=`.
+fn pairs(body: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    body.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        if pair.bytes().any(|b| matches!(b, b'%' | b'+')) {
+            let mut decoded = url::form_urlencoded::parse(pair.as_bytes());
+            // One non-empty pair without `&`: exactly one item.
+            decoded.next().unwrap_or_default()
+        } else {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (Cow::Borrowed(k), Cow::Borrowed(v))
+        }
+    })
+}
+
 /// Parses the form body. Duplicate parameters are rejected (RFC 6749 §3.2), empty values are
 /// treated as absent, unknown parameters are ignored.
 pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Error> {
     if body.len() > MAX_BODY {
         return Err(Error::PayloadTooLarge);
     }
-    if std::str::from_utf8(body).is_err() {
+    let Ok(body) = std::str::from_utf8(body) else {
         return Err(Error::MalformedBody);
-    }
-    let mut values: [Option<String>; KNOWN.len()] = Default::default();
-    for (k, v) in url::form_urlencoded::parse(body) {
+    };
+    let mut values: [Option<Cow<'_, str>>; KNOWN.len()] = Default::default();
+    for (k, v) in pairs(body) {
         let Some(i) = KNOWN.iter().position(|n| *n == k) else {
             continue;
         };
@@ -121,7 +138,7 @@ pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Error> {
         if v.contains('\u{FFFD}') {
             return Err(Error::MalformedBody);
         }
-        values[i] = Some(v.into_owned());
+        values[i] = Some(v);
     }
     let mut take = |name: &str| {
         let i = KNOWN.iter().position(|n| *n == name)?;
@@ -130,7 +147,7 @@ pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Error> {
 
     match take("grant_type") {
         None => return Err(Error::MissingParameter("grant_type")),
-        Some(g) if g == GRANT_TYPE_TOKEN_EXCHANGE => {}
+        Some(g) if *g == *GRANT_TYPE_TOKEN_EXCHANGE => {}
         Some(_) => return Err(Error::UnsupportedGrantType),
     }
     let subject_token = take("subject_token").ok_or(Error::MissingParameter("subject_token"))?;
@@ -152,7 +169,7 @@ pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Error> {
     if take("resource").is_some() {
         return Err(Error::InvalidTarget);
     }
-    let audience = take("audience");
+    let audience = take("audience").map(Cow::into_owned);
     let scope = match take("scope") {
         None => None,
         Some(s) => {
@@ -174,7 +191,7 @@ pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Error> {
     let request_details = json_object("request_details", take("request_details"))?;
     let request_context = json_object("request_context", take("request_context"))?;
     Ok(ExchangeRequest {
-        subject_token: SubjectToken(subject_token),
+        subject_token: SubjectToken(subject_token.into_owned()),
         subject_token_type,
         audience,
         scope,
@@ -189,6 +206,26 @@ mod tests {
     use super::*;
 
     const BASE: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=a.b.c&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt";
+
+    #[test]
+    fn pairs_match_form_urlencoded() {
+        let bodies = [
+            "",
+            "&&",
+            "a=1&b=2",
+            "a&b=&=c&==d",
+            "a=b=c",
+            "a+b=c+d&e%3Df=%26%25",
+            "x=%ff%fe&y=%zz&z=%",
+            "sub=é&ü=ß+%C3%A9",
+            "subject_token=eyJh.eyJp.c2ln&subject_token_type=urn%3Aietf",
+        ];
+        for body in bodies {
+            let got: Vec<_> = pairs(body).collect();
+            let want: Vec<_> = url::form_urlencoded::parse(body.as_bytes()).collect();
+            assert_eq!(got, want, "{body}");
+        }
+    }
 
     #[test]
     fn happy_path() {

@@ -4,7 +4,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use sha2::{Digest, Sha256};
 use txbridge_signer::KeySet;
 
 use crate::cache::KeyCache;
@@ -292,16 +291,27 @@ impl TxBridge {
     }
 }
 
-/// The RFC 8693 success body.
+/// The RFC 8693 success body. Fields in the order a `json!` object serialized them (sorted).
+#[derive(serde::Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    expires_in: u64,
+    issued_token_type: &'a str,
+    scope: &'a str,
+    token_type: &'a str,
+}
+
 fn token_response(token: &str, expires_in: u64, scope: &str) -> Result<Vec<u8>, Error> {
-    serde_json::to_vec(&serde_json::json!({
-        "access_token": token,
-        "issued_token_type": TOKEN_TYPE_TXN_TOKEN,
-        "token_type": "N_A",
-        "expires_in": expires_in,
-        "scope": scope,
-    }))
-    .map_err(|_| Error::Internal)
+    let body = TokenResponse {
+        access_token: token,
+        expires_in,
+        issued_token_type: TOKEN_TYPE_TXN_TOKEN,
+        scope,
+        token_type: "N_A",
+    };
+    let mut out = Vec::with_capacity(token.len() + scope.len() + 128);
+    serde_json::to_writer(&mut out, &body).map_err(|_| Error::Internal)?;
+    Ok(out)
 }
 
 /// A short SHA-256 fingerprint of the request's subject token, for correlating logs.
@@ -330,14 +340,19 @@ fn subject_digest(body: &[u8]) -> String {
             } else if needs_decoding(value) {
                 url::form_urlencoded::parse(pair).next().map(|(_, v)| v)
             } else {
-                Some(String::from_utf8_lossy(value))
+                // Valid UTF-8 (the usual case) is borrowed as is, which is what the lossy
+                // conversion would give, without its slower scan.
+                Some(match std::str::from_utf8(value) {
+                    Ok(s) => std::borrow::Cow::Borrowed(s),
+                    Err(_) => String::from_utf8_lossy(value),
+                })
             }
         });
     match token {
         Some(t) if !t.is_empty() => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            let d = Sha256::digest(t.as_bytes());
-            d[..8]
+            let d = sha256(t.as_bytes());
+            d.as_ref()[..8]
                 .iter()
                 .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]])
                 .map(char::from)
@@ -345,6 +360,18 @@ fn subject_digest(body: &[u8]) -> String {
         }
         _ => "-".to_owned(),
     }
+}
+
+/// SHA-256, with aws-lc-rs where the build has it (feature `aws-lc`, native), sha2 otherwise.
+#[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+fn sha256(bytes: &[u8]) -> impl AsRef<[u8]> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+}
+
+#[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+fn sha256(bytes: &[u8]) -> impl AsRef<[u8]> {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(bytes)
 }
 
 fn workload_header(req: &Request<Vec<u8>>) -> Result<Option<String>, Error> {
@@ -435,6 +462,21 @@ mod tests {
                 .collect(),
             _ => "-".to_owned(),
         }
+    }
+
+    #[test]
+    fn token_response_is_the_json_object() {
+        let old = serde_json::json!({
+            "access_token": "a.b.c",
+            "issued_token_type": super::TOKEN_TYPE_TXN_TOKEN,
+            "token_type": "N_A",
+            "expires_in": 300,
+            "scope": "x y",
+        });
+        assert_eq!(
+            super::token_response("a.b.c", 300, "x y").unwrap(),
+            serde_json::to_vec(&old).unwrap()
+        );
     }
 
     #[test]

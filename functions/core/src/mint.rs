@@ -3,11 +3,12 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use txbridge_signer::Signer;
 
 use crate::error::Error;
-use crate::jose::b64_encode;
+use crate::jose::{b64_encode, b64_encode_into};
 use crate::validate::Subject;
 
 /// JOSE `typ` of a Transaction Token.
@@ -123,18 +124,18 @@ pub async fn mint(
     let tctx = build_tctx(subject, request_details)?;
     let rctx = build_rctx(&req_wl, req_ip, authn, request_context)?;
     let txn = new_txn()?;
-    let claims = json!({
-        "iss": issuer,
-        "aud": trust_domain,
-        "iat": now,
-        "exp": exp,
-        "txn": txn,
-        "sub": format!("{}:{}", subject.cluster, subject.k8s_sub),
-        "scope": scope.join(" "),
-        "req_wl": req_wl,
-        "tctx": tctx,
-        "rctx": rctx,
-    });
+    let claims = Claims {
+        aud: trust_domain,
+        exp,
+        iat: now,
+        iss: issuer,
+        rctx: &rctx,
+        req_wl: &req_wl,
+        scope: &scope.join(" "),
+        sub: &format!("{}:{}", subject.cluster, subject.k8s_sub),
+        tctx: &tctx,
+        txn: &txn,
+    };
     let token = sign_claims(signer, &claims, &txn).await?;
     Ok(Minted {
         token,
@@ -144,25 +145,106 @@ pub async fn mint(
     })
 }
 
+/// The claims of a minted TxToken, serialized directly. Fields are in the order a JSON object
+/// built with `json!` serialized them (sorted by name), so the bytes are the same.
+#[derive(Serialize)]
+struct Claims<'a> {
+    aud: &'a str,
+    exp: u64,
+    iat: u64,
+    iss: &'a str,
+    rctx: &'a Value,
+    req_wl: &'a str,
+    scope: &'a str,
+    sub: &'a str,
+    tctx: &'a Value,
+    txn: &'a str,
+}
+
+/// The JOSE header of a TxToken (fields sorted by name, as above).
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'a str,
+    kid: &'a str,
+    typ: &'a str,
+}
+
 /// Serializes and signs a TxToken's claims: header `{"alg", "typ": "txntoken+jwt", "kid"}`.
 /// `txn` is only for the log line of a signing failure.
-pub async fn sign_claims(signer: &dyn Signer, claims: &Value, txn: &str) -> Result<TxToken, Error> {
-    let header = json!({
-        "alg": signer.alg(),
-        "typ": TXN_TOKEN_TYP,
-        "kid": signer.key_id(),
-    });
+pub async fn sign_claims<C: Serialize + ?Sized>(
+    signer: &dyn Signer,
+    claims: &C,
+    txn: &str,
+) -> Result<TxToken, Error> {
+    let header = Header {
+        alg: signer.alg(),
+        kid: signer.key_id(),
+        typ: TXN_TOKEN_TYP,
+    };
     let header = serde_json::to_vec(&header).map_err(|_| Error::Internal)?;
     let claims = serde_json::to_vec(claims).map_err(|_| Error::Internal)?;
     let mut token = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 100);
-    token.push_str(&b64_encode(&header));
+    b64_encode_into(&header, &mut token);
     token.push('.');
-    token.push_str(&b64_encode(&claims));
+    b64_encode_into(&claims, &mut token);
     let signature = signer.sign(token.as_bytes()).await.map_err(|e| {
         tracing::warn!(error = %e, txn = %txn, "signing failed");
         Error::SigningUnavailable
     })?;
     token.push('.');
-    token.push_str(&b64_encode(&signature));
+    b64_encode_into(&signature, &mut token);
     Ok(TxToken(token))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    /// The typed claims and header serialize to the same bytes as the `json!` objects they
+    /// replaced.
+    #[test]
+    fn typed_claims_serialize_like_json_objects() {
+        let tctx = json!({"cluster": "c", "zeta": [1, 2], "a\"b": {"y": null, "x": true}});
+        let rctx = json!({"req_wl": "ns/wl", "authn": "urn:x", "req_ip": "10.0.0.1"});
+        let claims = Claims {
+            aud: "td",
+            exp: 1_700_000_300,
+            iat: 1_700_000_000,
+            iss: "https://tts.example/é",
+            rctx: &rctx,
+            req_wl: "ns/wl",
+            scope: "a b",
+            sub: "alpha:system:serviceaccount:ns:sa",
+            tctx: &tctx,
+            txn: "dHhu",
+        };
+        let old = json!({
+            "iss": "https://tts.example/é",
+            "aud": "td",
+            "iat": 1_700_000_000u64,
+            "exp": 1_700_000_300u64,
+            "txn": "dHhu",
+            "sub": "alpha:system:serviceaccount:ns:sa",
+            "scope": "a b",
+            "req_wl": "ns/wl",
+            "tctx": tctx,
+            "rctx": rctx,
+        });
+        assert_eq!(
+            serde_json::to_string(&claims).unwrap(),
+            serde_json::to_string(&old).unwrap()
+        );
+        let header = Header {
+            alg: "ES256",
+            kid: "k1",
+            typ: TXN_TOKEN_TYP,
+        };
+        let old = json!({"alg": "ES256", "typ": TXN_TOKEN_TYP, "kid": "k1"});
+        assert_eq!(
+            serde_json::to_string(&header).unwrap(),
+            serde_json::to_string(&old).unwrap()
+        );
+    }
 }
