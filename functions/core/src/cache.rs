@@ -165,8 +165,8 @@ pub struct KeyCache {
     slots: Vec<Slot>,
     tuning: KeyCacheConfig,
     /// Reads the time a failed fetch ends, so the back-off runs from the failure, not from the
-    /// start of a fetch that hung until its timeout. Without it, the request's `now` is used.
-    clock: Option<Arc<dyn Clock>>,
+    /// start of a fetch that hung until its timeout.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for KeyCache {
@@ -179,26 +179,17 @@ impl std::fmt::Debug for KeyCache {
 }
 
 impl KeyCache {
-    pub fn new(clusters: usize, tuning: KeyCacheConfig) -> Self {
+    pub fn new(clusters: usize, tuning: KeyCacheConfig, clock: Arc<dyn Clock>) -> Self {
         KeyCache {
             slots: (0..clusters).map(|_| Slot::default()).collect(),
             tuning,
-            clock: None,
+            clock,
         }
-    }
-
-    /// The same cache, timing its failure back-off with `clock`.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
-        self
     }
 
     /// The current time in milliseconds: the clock's, never before the request's `now`.
     fn now_ms(&self, now: u64) -> u64 {
-        let at_request = now.saturating_mul(1000);
-        self.clock
-            .as_ref()
-            .map_or(at_request, |c| c.now_millis().max(at_request))
+        self.clock.now_millis().max(now.saturating_mul(1000))
     }
 
     fn plan(&self, st: &State, kid: Option<&str>, now: u64, now_ms: u64) -> Plan {

@@ -66,8 +66,7 @@ impl TxBridge {
         http: Arc<dyn HttpClient>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let cache =
-            KeyCache::new(config.clusters.len(), config.key_cache).with_clock(clock.clone());
+        let cache = KeyCache::new(config.clusters.len(), config.key_cache, clock.clone());
         let jwks_body = serde_json::to_vec(&keys.jwks()).unwrap_or_default();
         let metadata_body = serde_json::to_vec(&metadata(&config)).unwrap_or_default();
         // KeySet only holds checked P-256 keys with a kid, so this cannot drop one.
@@ -213,12 +212,7 @@ impl TxBridge {
             Error::InvalidScope
         })?;
 
-        let req_wl = workload.unwrap_or_else(|| {
-            format!(
-                "{}:{}:{}",
-                subject.cluster, subject.namespace, subject.service_account
-            )
-        });
+        let req_wl = workload.unwrap_or_else(|| subject.workload_id());
         let minted = mint::mint(
             &self.config.issuer,
             &self.config.trust_domain,

@@ -166,11 +166,11 @@ pub(crate) fn plan(
         return Err(TxTokenError::Expired.into());
     }
 
-    let own = format!(
-        "{}:{}:{}",
-        subject.cluster, subject.namespace, subject.service_account
-    );
-    let req_wl = extend_chain(original.req_wl.as_deref(), request.workload, own)?;
+    let req_wl = extend_chain(
+        original.req_wl.as_deref(),
+        request.workload,
+        subject.workload_id(),
+    )?;
 
     let mut rctx = original.rctx;
     for (k, v) in request.request_context {

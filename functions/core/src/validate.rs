@@ -20,6 +20,17 @@ pub struct Subject {
     pub exp: u64,
 }
 
+impl Subject {
+    /// `<cluster>:<namespace>:<service account>`: the subject as a workload, `req_wl` when the
+    /// request names no other.
+    pub fn workload_id(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.cluster, self.namespace, self.service_account
+        )
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Audience {
@@ -213,7 +224,11 @@ audiences = ["txbridge"]
 "#,
         )
         .unwrap();
-        let cache = KeyCache::new(1, config.key_cache);
+        let cache = KeyCache::new(
+            1,
+            config.key_cache,
+            std::sync::Arc::new(crate::ports::SystemClock),
+        );
         let header = jose::b64_encode(br#"{"alg":"ES256"}"#);
         let bad: [&[u8]; 2] = [
             b"{\"iss\":\"https://alpha.example.test\",\"jti\":\"\xcc\xcf\"}",

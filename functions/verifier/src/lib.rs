@@ -276,7 +276,7 @@ impl Builder {
     }
 
     /// Keys over HTTP: from the issuer's discovery document, or from [`Builder::jwks_url`].
-    pub fn build(self, http: Arc<dyn HttpClient>) -> Result<Verifier, Error> {
+    pub fn build(mut self, http: Arc<dyn HttpClient>) -> Result<Verifier, Error> {
         const BAD_ISSUER: &str =
             "the issuer must be an https:// URL (http:// only on loopback when allowed)";
         self.url(&self.issuer, BAD_ISSUER)?;
@@ -302,7 +302,9 @@ impl Builder {
             jwks_url,
             allow_http_loopback: self.allow_http_loopback,
         };
-        let cache = KeyCache::new(1, self.key_cache);
+        let clock = self.clock_or_default()?;
+        self.clock = Some(clock.clone());
+        let cache = KeyCache::new(1, self.key_cache, clock);
         self.finish(Keys::Remote(Box::new(Remote {
             source,
             cache,
