@@ -29,6 +29,73 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{ES256, KeyError, PublicJwk, SignError, Signer, der_to_jose_low_s};
 
+/// The encryption context that binds a KMS-wrapped signing key to txbridge
+/// (`[signer] kind = "kms-wrapped"`): the key pair is generated with it, `Decrypt` must name it,
+/// and the function's IAM policy allows `kms:Decrypt` only with it.
+pub const WRAPPED_KEY_CONTEXT: (&str, &str) = ("txbridge", "signing-key");
+
+/// Decrypts a KMS-wrapped P-256 private key (`[signer] kind = "kms-wrapped"`): the base64
+/// `PrivateKeyCiphertextBlob` of `GenerateDataKeyPairWithoutPlaintext` (`ECC_NIST_P256`, under a
+/// symmetric KMS key, encryption context [`WRAPPED_KEY_CONTEXT`]). One `Decrypt` call, with the
+/// client built from the standard AWS environment and these timeouts; the private key then
+/// lives in memory only (zeroized on drop) and signs like the local signer: no KMS call per token.
+#[cfg(feature = "local")]
+pub async fn unwrap_signing_key(
+    wrapped_b64: &str,
+    options: KmsSignerOptions,
+) -> Result<crate::LocalSigner, KeyError> {
+    let config = options
+        .apply(aws_config::defaults(BehaviorVersion::latest()))
+        .load()
+        .await;
+    if config.region().is_none() {
+        return Err(KeyError::Unsupported(
+            "no AWS region configured (set AWS_REGION)".into(),
+        ));
+    }
+    unwrap_signing_key_with(&Client::new(&config), wrapped_b64).await
+}
+
+/// [`unwrap_signing_key`] through an existing client (its timeouts and retries apply).
+#[cfg(feature = "local")]
+pub async fn unwrap_signing_key_with(
+    client: &Client,
+    wrapped_b64: &str,
+) -> Result<crate::LocalSigner, KeyError> {
+    use base64::Engine as _;
+    let compact: String = wrapped_b64.split_whitespace().collect();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|_| KeyError::Unsupported("the wrapped key is not base64".into()))?;
+    if blob.is_empty() {
+        return Err(KeyError::Missing);
+    }
+    let (name, value) = WRAPPED_KEY_CONTEXT;
+    let mut output = client
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob))
+        .encryption_context(name, value)
+        .send()
+        .await
+        .map_err(|err| match classify("Decrypt", &err) {
+            SignError::KeyUnusable { code } => {
+                KeyError::Unsupported(format!("KMS refused Decrypt ({code})"))
+            }
+            SignError::Unavailable { code } => KeyError::Backend(code),
+            SignError::Malformed => KeyError::Backend("malformed".into()),
+        })?;
+    let der = zeroize::Zeroizing::new(
+        output
+            .plaintext
+            .take()
+            .map(Blob::into_inner)
+            .ok_or_else(|| KeyError::Backend("no plaintext".into()))?,
+    );
+    crate::LocalSigner::from_pkcs8_der(&der).map_err(|_| {
+        KeyError::InvalidPrivateKey("the wrapped key is not a P-256 PKCS#8 private key")
+    })
+}
+
 /// Timeouts and retries of the KMS client built by [`KmsSigner::from_env`].
 ///
 /// Without explicit timeouts the SDK waits indefinitely on an endpoint that accepts a

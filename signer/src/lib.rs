@@ -2,7 +2,9 @@
 //!
 //! A signer produces raw JOSE ES256 signatures (`r || s`, 64 bytes, low-S) over a JWS signing
 //! input, and exposes its algorithm, key id (RFC 7638 thumbprint) and public JWK. Implementations:
-//! [`LocalSigner`] (feature `local`, an in-binary P-256 key) and `KmsSigner` (feature `kms`).
+//! [`LocalSigner`] (feature `local`, an in-binary P-256 key), `KmsSigner` (feature `kms`, one KMS
+//! `Sign` per token) and, with both features, a KMS-wrapped key (`unwrap_signing_key`: one KMS
+//! `Decrypt` per cold start, then a `LocalSigner`).
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -21,7 +23,9 @@ pub use local::{LocalSigner, SIGN_BACKEND};
 #[cfg(all(feature = "kms", not(target_arch = "wasm32")))]
 mod kms;
 #[cfg(all(feature = "kms", not(target_arch = "wasm32")))]
-pub use kms::{KmsSigner, KmsSignerOptions};
+pub use kms::{KmsSigner, KmsSignerOptions, WRAPPED_KEY_CONTEXT};
+#[cfg(all(feature = "kms", feature = "local", not(target_arch = "wasm32")))]
+pub use kms::{unwrap_signing_key, unwrap_signing_key_with};
 
 /// The only algorithm txbridge signs with.
 pub const ES256: &str = "ES256";

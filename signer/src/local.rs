@@ -59,6 +59,14 @@ impl LocalSigner {
         Self::from_secret(secret)
     }
 
+    /// Loads a key given as a DER PKCS#8 `PrivateKeyInfo` (what KMS
+    /// `GenerateDataKeyPairWithoutPlaintext` wraps for `ECC_NIST_P256`). Errors never echo it.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+        let secret = p256::SecretKey::from_pkcs8_der(der)
+            .map_err(|_| KeyError::InvalidPrivateKey("not a P-256 PKCS#8 private key"))?;
+        Self::from_secret(secret)
+    }
+
     /// Generates a fresh key (development and tests).
     pub fn generate() -> Self {
         Self::from_secret(p256::SecretKey::random(
