@@ -22,9 +22,9 @@ RENDER = os.path.join(HERE, "render-config.sh")
 
 TOP_KEYS = {"issuer", "trust_domain", "token_lifetime", "leeway", "max_subject_token_lifetime", "signer", "key_cache", "clusters", "policies"}
 KEY_CACHE_KEYS = {"ttl", "min_refresh_interval", "stale_grace"}
-SIGNER_KEYS = {"kind", "key_id", "previous_key_ids", "previous_public_keys"}
-CLUSTER_KEYS = {"name", "issuer", "discovery_url", "jwks_url", "audiences", "algorithms", "insecure_allow_http_loopback"}
-POLICY_KEYS = {"cluster", "namespace", "service_account", "scopes", "tctx_constraints"}
+SIGNER_KEYS = {"kind", "key_id", "wrapped_key", "previous_key_ids", "previous_public_keys"}
+CLUSTER_KEYS = {"name", "issuer", "discovery_url", "jwks_url", "audiences", "algorithms", "workload_id", "insecure_allow_http_loopback"}
+POLICY_KEYS = {"cluster", "namespace", "service_account", "scopes", "tctx_constraints", "workloads"}
 
 
 def render(path=None):
@@ -62,8 +62,12 @@ def check_example():
     assert eks["issuer"].startswith("https://oidc.eks.") and "discovery_url" not in eks
     assert mirrored["discovery_url"].endswith("/onprem-1/.well-known/openid-configuration")
     assert "jwks_url" not in mirrored and "algorithms" not in mirrored
+    assert "workload_id" not in eks
+    assert mirrored["workload_id"] == "spiffe://example.com/ns/${namespace}/sa/${service_account}"
     assert len(cfg["policies"]) == 3
     assert cfg["policies"][0]["scopes"] == ["orders:read", "orders:write"]
+    assert cfg["policies"][0]["workloads"] == ["checkout-web", "checkout-worker-*"]
+    assert "workloads" not in cfg["policies"][1]
     assert "tctx_constraints" not in cfg["policies"][0]
     assert cfg["policies"][2]["tctx_constraints"] == {"namespace": "${namespace}"}
     assert cfg["key_cache"] == {"ttl": "5m", "stale_grace": "1h"}
@@ -81,12 +85,13 @@ def check_round_trip():
             "jwks_url": "http://[::1]:8443/openid/v1/jwks",
             "audiences": ["txbridge", awkward],
             "algorithms": ["ES256", "RS256"],
+            "workload_id": "wl://${cluster}/${namespace}/${service_account}?a=\"b\"",
             "insecure_allow_http_loopback": True,
         }],
         "key_cache": {"min_refresh_interval": "10s"},
         "policies": [
             {"cluster": "*", "namespace": "team-*", "service_account": awkward, "scopes": []},
-            {"cluster": "dev", "namespace": "a", "service_account": "b", "scopes": ["x"], "tctx_constraints": {awkward: "${service_account}"}},
+            {"cluster": "dev", "namespace": "a", "service_account": "b", "scopes": ["x"], "tctx_constraints": {awkward: "${service_account}"}, "workloads": ["spiffe://x/*", "a\\b"]},
         ],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,6 +108,15 @@ def check_round_trip():
     assert cfg["clusters"] == data["clusters"], cfg["clusters"]
     assert cfg["key_cache"] == data["key_cache"], cfg["key_cache"]
     assert cfg["policies"] == data["policies"], cfg["policies"]
+    # kms-wrapped: the ciphertext only.
+    wrapped = {**data, "signer": {"kind": "kms-wrapped", "wrapped_key": "AQIDBAUGBwgJCgsMDQ4PEA=="}}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "wrapped.tfvars.json")
+        with open(path, "w") as f:
+            json.dump(wrapped, f)
+        cfg = render(path)
+    check_shape(cfg)
+    assert cfg["signer"] == wrapped["signer"], cfg["signer"]
 
 
 def check_rejects():
@@ -124,6 +138,14 @@ def check_rejects():
         "http issuer": {"clusters": [{**base["clusters"][0], "issuer": "http://issuer.example.com"}]},
         "scope with space": {"policies": [{"cluster": "a", "namespace": "n", "service_account": "s", "scopes": ["a b"]}]},
         "bad duration": {"token_lifetime": "five minutes"},
+        "workload_id with a comma": {"clusters": [{**base["clusters"][0], "workload_id": "a,${namespace}"}]},
+        "workload_id with an unknown placeholder": {"clusters": [{**base["clusters"][0], "workload_id": "${pod}"}]},
+        "workload_id with a space": {"clusters": [{**base["clusters"][0], "workload_id": "a ${namespace}"}]},
+        "workloads with a comma": {"policies": [{"cluster": "a", "namespace": "n", "service_account": "s", "scopes": [], "workloads": ["a,b"]}]},
+        "kms-wrapped without a key": {"signer": {"kind": "kms-wrapped"}},
+        "kms-wrapped key not base64": {"signer": {"kind": "kms-wrapped", "wrapped_key": "not base64!"}},
+        "wrapped key on a kms signer": {"signer": {"kind": "kms", "key_id": "x", "wrapped_key": "AQID"}},
+        "key_id on a kms-wrapped signer": {"signer": {"kind": "kms-wrapped", "wrapped_key": "AQID", "key_id": "x"}},
     }
     with tempfile.TemporaryDirectory() as tmp:
         for name, override in bad.items():

@@ -33,6 +33,8 @@ clusters = [
     issuer        = "https://kubernetes.default.svc.cluster.local"
     discovery_url = "https://d111111abcdef8.cloudfront.net/onprem-1/.well-known/openid-configuration"
     audiences     = ["txbridge"]
+    # req_wl in the SPIFFE shape kontxt clients send ("$$" keeps HCL from interpolating).
+    workload_id = "spiffe://example.com/ns/$${namespace}/sa/$${service_account}"
   },
 ]
 
@@ -42,6 +44,8 @@ policies = [
     namespace       = "payments"
     service_account = "checkout"
     scopes          = ["orders:read", "orders:write"]
+    # Names these subjects may claim in X-Txbridge-Workload besides their own workload id.
+    workloads = ["checkout-web", "checkout-worker-*"]
   },
   {
     cluster         = "*"

@@ -57,19 +57,22 @@ variable "signer" {
     Signing key reference. kind = "local": the key comes from TXBRIDGE_SIGNING_KEY (never from this config).
     kind = "kms": key_id is a KMS key ARN, key id or alias (ARN) of an ECC_NIST_P256 SIGN_VERIFY key;
     previous_key_ids are KMS keys whose public keys are still published during a rotation.
+    kind = "kms-wrapped": wrapped_key is the base64 PrivateKeyCiphertextBlob of a P-256 key pair made by
+    KMS GenerateDataKeyPairWithoutPlaintext (encryption context txbridge=signing-key); ciphertext only.
     previous_public_keys are public P-256 JWKs (maps of string members) still published during a rotation.
   EOT
   type = object({
     kind                 = string
     key_id               = optional(string)
+    wrapped_key          = optional(string)
     previous_key_ids     = optional(list(string), [])
     previous_public_keys = optional(list(map(string)), [])
   })
   default = { kind = "local" }
 
   validation {
-    condition     = contains(["local", "kms"], var.signer.kind)
-    error_message = "signer.kind must be \"local\" or \"kms\"."
+    condition     = contains(["local", "kms", "kms-wrapped"], var.signer.kind)
+    error_message = "signer.kind must be \"local\", \"kms\" or \"kms-wrapped\"."
   }
 
   validation {
@@ -78,8 +81,18 @@ variable "signer" {
   }
 
   validation {
-    condition     = var.signer.kind != "local" || (var.signer.key_id == null && length(var.signer.previous_key_ids) == 0)
+    condition     = var.signer.kind == "kms" || (var.signer.key_id == null && length(var.signer.previous_key_ids) == 0)
     error_message = "signer.key_id and signer.previous_key_ids apply to kind = \"kms\" only."
+  }
+
+  validation {
+    condition     = var.signer.kind != "kms-wrapped" || can(regex("^[A-Za-z0-9+/]+={0,2}$", var.signer.wrapped_key))
+    error_message = "signer.wrapped_key (base64) is required when signer.kind = \"kms-wrapped\"."
+  }
+
+  validation {
+    condition     = var.signer.kind == "kms-wrapped" || var.signer.wrapped_key == null
+    error_message = "signer.wrapped_key applies to kind = \"kms-wrapped\" only."
   }
 
   validation {
@@ -104,7 +117,9 @@ variable "clusters" {
     discovery_url (optional) points at a public copy of the cluster's discovery document (e.g. from the
     oidc-mirror module); jwks_url (optional) overrides the JWKS location. algorithms defaults to
     txbridge's default (RS256 and ES256) when null. insecure_allow_http_loopback is for tests and
-    development only.
+    development only. workload_id (optional) renders the req_wl of the cluster's subjects from
+    "$${cluster}", "$${namespace}" and "$${service_account}" (write "$$" in HCL); txbridge's default is
+    "$${cluster}:$${namespace}:$${service_account}".
   EOT
   type = list(object({
     name                         = string
@@ -113,6 +128,7 @@ variable "clusters" {
     jwks_url                     = optional(string)
     audiences                    = list(string)
     algorithms                   = optional(list(string))
+    workload_id                  = optional(string)
     insecure_allow_http_loopback = optional(bool)
   }))
 
@@ -158,6 +174,18 @@ variable "clusters" {
     ])
     error_message = "algorithms must be a non-empty subset of [\"RS256\", \"ES256\"]."
   }
+
+  # Printable ASCII without spaces or commas (a comma separates a replaced token's req_wl chain);
+  # "$" only in the three known placeholders.
+  validation {
+    condition = alltrue([
+      for c in var.clusters : c.workload_id == null || (
+        length(coalesce(c.workload_id, "x")) <= 256 &&
+        can(regex("^(?:[!-#%-+\\x2d-~]|\\$\\{(?:cluster|namespace|service_account)\\})+$", c.workload_id))
+      )
+    ])
+    error_message = "workload_id must be printable ASCII without spaces or commas (at most 256), with only the placeholders $${cluster}, $${namespace} and $${service_account}."
+  }
 }
 
 variable "policies" {
@@ -166,6 +194,8 @@ variable "policies" {
     service_account are exact names or globs (e.g. "team-*"); scopes is the ceiling of grantable scopes.
     tctx_constraints (optional) maps request_details keys to required values; a value may be the
     subject's own "$${cluster}", "$${namespace}" or "$${service_account}" (write "$$" in HCL).
+    workloads (optional) lists names (globs, "*" wildcard) the matching subjects may claim as their
+    req_wl in X-Txbridge-Workload, besides their own workload id.
   EOT
   type = list(object({
     cluster          = string
@@ -173,6 +203,7 @@ variable "policies" {
     service_account  = string
     scopes           = list(string)
     tctx_constraints = optional(map(string))
+    workloads        = optional(list(string), [])
   }))
   default = []
 
@@ -197,6 +228,13 @@ variable "policies" {
       for p in var.policies : [for k, v in coalesce(p.tctx_constraints, {}) : length(k) > 0 && length(v) > 0]
     ]))
     error_message = "tctx_constraints keys and values must not be empty."
+  }
+
+  validation {
+    condition = alltrue(flatten([
+      for p in var.policies : [for w in p.workloads : length(w) <= 256 && can(regex("^[!-+\\x2d-~]+$", w))]
+    ]))
+    error_message = "workloads entries must be printable ASCII without spaces or commas, at most 256 characters."
   }
 }
 
