@@ -3,8 +3,12 @@
 # Needs the toolchain from `bash .ci/worker.sh install` (Debian rustc-web with -Zbuild-std,
 # worker-build, wasm-bindgen-cli, node tooling); recipe in ../shared/toolchain/WASM.md.
 #
-#   bash build.sh                         # profile release-wasm (root Cargo.toml)
+#   bash build.sh                         # profile release-wasm (root Cargo.toml) into build/
 #   TXBRIDGE_WASM_OPT_LEVEL=s bash build.sh   # override the profile's opt-level (size experiments)
+#   TXBRIDGE_WORKER_FEATURES=test-panic TXBRIDGE_WORKER_OUT=build-test bash build.sh
+#                                         # a test build with cargo features, elsewhere
+# The entry module is entry.mjs (copied next to worker-build's index.js): it answers anything
+# that escapes the Rust handler with the contract's 503 JSON body.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,9 +39,13 @@ if [ -n "${TXBRIDGE_WASM_OPT_LEVEL:-}" ]; then
   export "CARGO_PROFILE_${profile_env}_OPT_LEVEL=$TXBRIDGE_WASM_OPT_LEVEL"
 fi
 
-"$TOOLS/bin/worker-build" --profile "$PROFILE"
+OUT="${TXBRIDGE_WORKER_OUT:-$HERE/build}"
+extra=()
+[ -z "${TXBRIDGE_WORKER_FEATURES:-}" ] || extra=(-- --features "$TXBRIDGE_WORKER_FEATURES")
+"$TOOLS/bin/worker-build" --profile "$PROFILE" --out-dir "$OUT" "${extra[@]}"
+cp "$HERE/entry.mjs" "$OUT/entry.mjs"
 
-wasm="$HERE/build/index_bg.wasm"
+wasm="$OUT/index_bg.wasm"
 [ -f "$wasm" ] || { echo "build.sh: $wasm was not produced" >&2; exit 1; }
 raw=$(stat -c %s "$wasm")
 gz=$(gzip -9 -c "$wasm" | wc -c)

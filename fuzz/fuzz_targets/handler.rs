@@ -37,7 +37,9 @@ use libfuzzer_sys::fuzz_target;
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use rsa::traits::PublicKeyParts as _;
 use serde_json::{Value, json};
-use txbridge_core::{ClientIp, Clock, Config, HttpClient, HttpError, KeySet, TxBridge, jose};
+use txbridge_core::{
+    AsyncRuntime, ClientIp, Clock, Config, HttpClient, HttpError, KeySet, Task, TxBridge, jose,
+};
 use txbridge_signer::{LocalSigner, Signer as _};
 
 mod rsa_test_key;
@@ -572,6 +574,23 @@ const CODES: [&str; 7] = [
     "server_error",
 ];
 
+/// Timers complete at once (the fixed clock never moves, and no request waits for another:
+/// requests run one after the other); background key refreshes run after the request that
+/// started them.
+#[derive(Default)]
+struct Runtime(Mutex<Vec<Task>>);
+
+#[async_trait::async_trait]
+impl AsyncRuntime for Runtime {
+    async fn sleep(&self, _: std::time::Duration) {}
+
+    fn spawn(&self, task: Task) {
+        if let Ok(mut queue) = self.0.lock() {
+            queue.push(task);
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let upstream = Arc::new(Upstream {
@@ -579,7 +598,14 @@ fuzz_target!(|data: &[u8]| {
     });
     let clock = Arc::new(FixedClock(AtomicU64::new(NOW)));
     let keys = KeySet::new(f.signer.clone(), vec![]).expect("key set");
-    let bridge = TxBridge::new(f.config.clone(), keys, upstream.clone(), clock.clone());
+    let runtime = Arc::new(Runtime::default());
+    let bridge = TxBridge::new(
+        f.config.clone(),
+        keys,
+        upstream.clone(),
+        clock.clone(),
+        runtime.clone(),
+    );
 
     for text in requests(data) {
         let p = parse_request(text);
@@ -592,6 +618,14 @@ fuzz_target!(|data: &[u8]| {
             .map(|(_, v)| v.into_owned())
             .collect();
         let resp = futures::executor::block_on(bridge.handle(p.req));
+        let background: Vec<Task> = runtime
+            .0
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default();
+        for task in background {
+            futures::executor::block_on(task);
+        }
         let status = resp.status().as_u16();
         if debug() {
             // Status and error code only: never a token.

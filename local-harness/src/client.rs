@@ -167,7 +167,12 @@ pub fn render_config(options: &ConfigOptions, clusters: &[ClusterInfo]) -> Strin
     }
     out.push_str(
         "\n[[policies]]\ncluster = \"*\"\nnamespace = \"payments\"\nservice_account = \"checkout\"\n\
-         scopes = [\"orders:read\", \"orders:write\"]\n",
+         scopes = [\"orders:read\", \"orders:write\"]\n\
+         # req_wl names these workloads may claim besides their own id (X-Txbridge-Workload).\n\
+         workloads = [\"payments/checkout-*\"]\n\
+         \n# The workload that replaces TxTokens of the checkout flow (its actor_token).\n\
+         [[policies]]\ncluster = \"*\"\nnamespace = \"orders\"\nservice_account = \"worker\"\n\
+         scopes = [\"orders:read\"]\nworkloads = [\"orders-worker\"]\n",
     );
     if let Some(first) = clusters.first() {
         out.push_str(&format!(
@@ -251,10 +256,15 @@ mod tests {
             Some("txbridge")
         );
         let policies = doc["policies"].as_array().unwrap();
-        assert_eq!(policies.len(), 2);
+        assert_eq!(policies.len(), 3);
         assert_eq!(policies[0]["cluster"].as_str(), Some("*"));
-        assert_eq!(policies[1]["cluster"].as_str(), Some("gamma"));
-        assert_eq!(policies[1]["namespace"].as_str(), Some("team-*"));
+        assert_eq!(
+            policies[0]["workloads"].as_array().unwrap()[0].as_str(),
+            Some("payments/checkout-*")
+        );
+        assert_eq!(policies[1]["namespace"].as_str(), Some("orders"));
+        assert_eq!(policies[2]["cluster"].as_str(), Some("gamma"));
+        assert_eq!(policies[2]["namespace"].as_str(), Some("team-*"));
     }
 
     #[test]
@@ -270,7 +280,7 @@ mod tests {
             Some("https://tts.example/\"quoted\"\\")
         );
         assert_eq!(doc["trust_domain"].as_str(), Some("https://td.example"));
-        assert_eq!(doc["policies"].as_array().unwrap().len(), 1);
+        assert_eq!(doc["policies"].as_array().unwrap().len(), 2);
     }
 
     #[test]

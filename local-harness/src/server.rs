@@ -97,7 +97,12 @@ pub enum FaultMode {
     Redirect,
     /// Accept and never answer (until healed, shut down, or ten minutes pass).
     Hang,
+    /// Answer normally after [`SLOW_DELAY`] (a slow but working upstream).
+    Slow,
 }
+
+/// How long a `slow` fault delays the answer.
+pub const SLOW_DELAY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Doc {
@@ -579,6 +584,14 @@ async fn document(state: Shared, name: &str, doc: Doc, view: View, uri: Uri) -> 
                 let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
                 let location = format!("{}{path}", state.redirect_base);
                 return (StatusCode::FOUND, [(header::LOCATION, location)], "").into_response();
+            }
+            FaultMode::Slow => {
+                tokio::select! {
+                    () = tokio::time::sleep(SLOW_DELAY) => break,
+                    _ = shutdown.wait_for(|s| *s) => {
+                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
+                }
             }
             FaultMode::Hang => {
                 tokio::select! {

@@ -446,6 +446,7 @@ fn init_phases(config: &str, key: &str, runs: usize) -> anyhow::Result<Value> {
             keys,
             Arc::new(http),
             Arc::new(txbridge_core::SystemClock),
+            Arc::new(txbridge_lambda::TokioRuntime),
         );
         let build = t.elapsed();
         drop(bridge);

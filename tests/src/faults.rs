@@ -5,7 +5,8 @@
 //! recovery when the upstream heals.
 //!
 //! The function under test runs with `[key_cache] ttl = "10s"` (the smallest allowed) so that the
-//! stale-key case does not wait five minutes; see [`config`].
+//! stale-key cases do not wait five minutes, and `min_refresh_interval = "2s"` (the longest
+//! failure back-off); see [`config`].
 
 use std::time::{Duration, Instant};
 
@@ -15,21 +16,73 @@ use serde_json::json;
 use crate::suite::{Env, expect_error};
 
 /// The clusters of a fault run: `alpha` stays healthy, `gamma` starts cold and gets every fault,
-/// `delta` (mirrored discovery) is warmed, then its upstream fails after the TTL.
-pub const CLUSTERS: [&str; 3] = [
+/// `delta` (mirrored discovery) is warmed, then its upstream fails after the TTL; `epsilon` is
+/// warmed, then its upstream hangs.
+pub const CLUSTERS: [&str; 4] = [
     "name=alpha,alg=RS256",
     "name=gamma,alg=ES256",
     "name=delta,alg=RS256,mirror",
+    "name=epsilon,alg=RS256",
 ];
 
-/// The key cache TTL of a fault run; must match [`config`].
+/// The key cache TTL and refresh interval of a fault run; must match [`config`].
 const TTL: Duration = Duration::from_secs(10);
+const INTERVAL: Duration = Duration::from_secs(2);
 
-/// The harness's development config with a short key-cache TTL.
+/// The harness's development config with a short key-cache TTL and refresh interval.
 pub fn config(harness_config: &str) -> String {
     format!(
-        "{harness_config}\n[key_cache]\nttl = \"10s\"\nmin_refresh_interval = \"10s\"\nstale_grace = \"1h\"\n"
+        "{harness_config}\n[key_cache]\nttl = \"10s\"\nmin_refresh_interval = \"2s\"\nstale_grace = \"1h\"\n"
     )
+}
+
+/// The seconds of a 503's `Retry-After`.
+fn retry_after(r: &crate::suite::Resp) -> anyhow::Result<Duration> {
+    let secs: u64 = r
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .context("503 without a numeric Retry-After")?;
+    Ok(Duration::from_secs(secs))
+}
+
+/// Polls the harness until `cluster`'s fetch counts exceed `before` (a background refresh).
+fn wait_for_fetch(
+    env: &Env,
+    cluster: &str,
+    before: (u64, u64),
+    within: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let now = fetches(env, cluster)?;
+        if now.0 > before.0 || now.1 > before.1 {
+            return Ok(());
+        }
+        ensure!(
+            started.elapsed() < within,
+            "{cluster}: no refresh within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Retries `token` on 503 (honouring `Retry-After`) until it is served; never a 400.
+fn eventually_served(env: &Env, token: &str, within: Duration, what: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let r = env.exchange(token, &[]);
+        if r.status == 200 {
+            return Ok(());
+        }
+        ensure!(r.status == 503, "{what}: {} {}", r.status, r.raw);
+        ensure!(
+            started.elapsed() < within,
+            "{what}: still 503 after {within:?}"
+        );
+        std::thread::sleep(retry_after(&r)?);
+    }
 }
 
 /// The function's upstream timeout (Lambda: reqwest's whole-request timeout; Worker: its fetch
@@ -60,7 +113,13 @@ fn unavailable(env: &Env, token: &str, what: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let r = env.exchange(token, &[]);
     let took = started.elapsed();
-    expect_error(&r, 503, "temporarily_unavailable", what)?;
+    unavailable_response(&r, what)?;
+    Ok(took)
+}
+
+/// A 503 of the contract: `temporarily_unavailable`, numeric Retry-After, nothing internal.
+fn unavailable_response(r: &crate::suite::Resp, what: &str) -> anyhow::Result<()> {
+    expect_error(r, 503, "temporarily_unavailable", what)?;
     let retry: u64 = r
         .headers
         .get("retry-after")
@@ -81,7 +140,7 @@ fn unavailable(env: &Env, token: &str, what: &str) -> anyhow::Result<Duration> {
             r.raw
         );
     }
-    Ok(took)
+    Ok(())
 }
 
 /// A cold cluster whose discovery or JWKS endpoint misbehaves in each way: 503, never a token.
@@ -99,14 +158,24 @@ fn cold_cluster_each_fault(env: &Env) -> anyhow::Result<()> {
         ("jwks", "redirect"),
         ("jwks", "hang"),
     ];
+    // The back-off after the previous failure (its Retry-After): the next request waits it out so
+    // that it reaches the upstream.
+    let mut backoff = Duration::ZERO;
     for (target, mode) in faults {
         let what = format!("gamma {target} {mode}");
         env.harness.fault("gamma", "both", "none")?;
         env.harness.fault("gamma", target, mode)?;
-        // Past the cache's one-second failure backoff, so this request reaches the upstream.
-        std::thread::sleep(Duration::from_millis(1100));
+        std::thread::sleep(backoff + Duration::from_millis(100));
         let before = fetches(env, "gamma")?;
-        let took = unavailable(env, &token, &what)?;
+        let started = Instant::now();
+        let r = env.exchange(&token, &[]);
+        let took = started.elapsed();
+        backoff = retry_after(&r)?;
+        ensure!(
+            backoff <= INTERVAL,
+            "{what}: Retry-After {backoff:?} beyond the interval"
+        );
+        unavailable_response(&r, &what)?;
         let after = fetches(env, "gamma")?;
         let hit = if target == "discovery" {
             after.0 > before.0
@@ -128,14 +197,14 @@ fn cold_cluster_each_fault(env: &Env) -> anyhow::Result<()> {
     );
 
     env.harness.fault("gamma", "both", "none")?;
-    std::thread::sleep(Duration::from_millis(1100));
+    eventually_served(env, &token, INTERVAL * 3, "gamma healed")?;
     healthy(env, "gamma", "gamma healed")?;
     Ok(())
 }
 
 /// A warm cluster whose upstream fails after the TTL: the stale keys keep serving (within the
-/// grace); a token with a kid the stale keys lack cannot be verified (503, no token); recovery
-/// refetches.
+/// grace) and are refreshed in the background; a token with a kid the stale keys lack cannot be
+/// verified (503, no token); recovery refetches.
 fn stale_keys_within_grace(env: &Env) -> anyhow::Result<()> {
     healthy(env, "delta", "delta warm")?;
     let warmed = Instant::now();
@@ -151,27 +220,60 @@ fn stale_keys_within_grace(env: &Env) -> anyhow::Result<()> {
         r.status,
         r.raw
     );
-    let after = fetches(env, "delta")?;
-    ensure!(
-        after.0 > before.0 || after.1 > before.1,
-        "the expired entry should have tried a refresh"
-    );
+    wait_for_fetch(env, "delta", before, Duration::from_secs(3))
+        .context("the expired entry should have been refreshed in the background")?;
 
     // A rotated issuer key that the function cannot fetch: no keys for that kid, no token.
     env.harness.rotate("delta", true)?;
     let rotated = env.token("delta", "payments", "checkout");
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(INTERVAL + Duration::from_millis(100));
     unavailable(env, &rotated, "delta: new kid while the issuer is down")?;
     healthy(env, "alpha", "alpha while delta is down")?;
 
     env.harness.fault("delta", "both", "none")?;
-    std::thread::sleep(Duration::from_millis(1100));
-    let r = env.exchange(&rotated, &[]);
+    eventually_served(env, &rotated, INTERVAL * 3, "delta healed, new kid")
+}
+
+/// Stale-while-revalidate against an upstream that accepts connections and never answers:
+/// exchanges past the TTL keep the latency they had while the upstream was healthy (p99 within
+/// 2x), instead of waiting out the upstream timeout.
+fn stale_keys_while_the_upstream_hangs(env: &Env) -> anyhow::Result<()> {
+    const N: usize = 60;
+    let token = env.token("epsilon", "payments", "checkout");
+    let p99 = |label: &str| -> anyhow::Result<Duration> {
+        let mut times = Vec::with_capacity(N);
+        for i in 0..N {
+            let started = Instant::now();
+            let r = env.exchange(&token, &[]);
+            times.push(started.elapsed());
+            ensure!(r.status == 200, "{label} #{i}: {} {}", r.status, r.raw);
+        }
+        times.sort();
+        Ok(times[(N * 99).div_ceil(100) - 1])
+    };
+    healthy(env, "epsilon", "epsilon warm")?;
+    let warmed = Instant::now();
+    let healthy_p99 = p99("healthy")?;
+    env.harness.fault("epsilon", "both", "hang")?;
+    let before = fetches(env, "epsilon")?;
+    std::thread::sleep((TTL + Duration::from_millis(500)).saturating_sub(warmed.elapsed()));
+    let hanging_p99 = p99("past the ttl, upstream hanging")?;
+    wait_for_fetch(env, "epsilon", before, Duration::from_secs(3))
+        .context("a background refresh should have reached the hanging upstream")?;
+    let line = format!(
+        "stale-while-revalidate ({}): p99 healthy {healthy_p99:?}, past the ttl with a hanging \
+         upstream {hanging_p99:?} ({:.2}x)\n",
+        env.f.base_url,
+        hanging_p99.as_secs_f64() / healthy_p99.as_secs_f64().max(1e-9)
+    );
+    eprint!("{line}");
+    crate::suite::append_timing(&line)?;
+    env.harness.fault("epsilon", "both", "none")?;
+    // 2x, with a floor for loopback noise on a busy machine (the failure this guards against
+    // costs the upstream timeout, 5 s, on every request).
     ensure!(
-        r.status == 200,
-        "delta healed, new kid: {} {}",
-        r.status,
-        r.raw
+        hanging_p99 <= (healthy_p99 * 2).max(healthy_p99 + Duration::from_millis(25)),
+        "p99 past the ttl {hanging_p99:?} vs healthy {healthy_p99:?}"
     );
     Ok(())
 }
@@ -201,6 +303,10 @@ pub fn run(env: &Env) {
         ("healthz ignores upstreams", healthz_ignores_upstreams),
         ("cold cluster, each fault", cold_cluster_each_fault),
         ("stale keys within the grace", stale_keys_within_grace),
+        (
+            "stale keys while the upstream hangs",
+            stale_keys_while_the_upstream_hangs,
+        ),
         ("leak check", crate::suite::leak_check),
     ];
     let mut failures = Vec::new();

@@ -25,6 +25,32 @@ pub const CLUSTERS: [&str; 3] = [
     "name=gamma,alg=ES256",
 ];
 
+/// Which shell runs the function under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shell {
+    /// The Lambda under `cargo lambda watch`.
+    Lambda,
+    /// The Worker under `workerd serve`.
+    Worker,
+}
+
+/// The workload id template of cluster beta in the suite: the kontxt quickstart's SPIFFE shape.
+pub const BETA_WORKLOAD_ID: &str = "spiffe://example.test/ns/${namespace}/sa/${service_account}";
+
+/// The suite's config: the harness's, with beta rendering SPIFFE workload ids.
+pub fn config(harness_config: &str) -> String {
+    let out = harness_config.replacen(
+        "name = \"beta\"\n",
+        &format!("name = \"beta\"\nworkload_id = \"{BETA_WORKLOAD_ID}\"\n"),
+        1,
+    );
+    assert!(
+        out.contains("workload_id"),
+        "no cluster beta in {harness_config}"
+    );
+    out
+}
+
 /// The function under test.
 #[derive(Debug)]
 pub struct Function {
@@ -34,7 +60,22 @@ pub struct Function {
     pub issuer: String,
     /// Files holding everything the function logged.
     pub logs: Vec<PathBuf>,
+    pub shell: Shell,
+    /// The config it runs with.
+    pub config: String,
 }
+
+/// Another instance of the same shell, started by a case (stopped on drop).
+#[allow(missing_debug_implementations)]
+pub struct Peer {
+    pub base_url: String,
+    _running: crate::Running,
+    _dir: Option<crate::procs::TempDir>,
+}
+
+/// The log level every function under test runs at: the most verbose, so that the leak check
+/// sees everything any level could log.
+pub const TRACE: &str = "trace";
 
 /// One run's context: the harness, the function, and every secret seen (for the leak check).
 #[allow(missing_debug_implementations)]
@@ -44,6 +85,8 @@ pub struct Env {
     pub signing_key: String,
     http: reqwest::blocking::Client,
     secrets: RefCell<Vec<String>>,
+    /// Log files of peers started by cases, for the leak check.
+    peer_logs: RefCell<Vec<PathBuf>>,
 }
 
 /// A response from the function.
@@ -68,13 +111,71 @@ impl Env {
             signing_key,
             http,
             secrets: RefCell::new(Vec::new()),
+            peer_logs: RefCell::new(Vec::new()),
         };
         env.secrets.borrow_mut().push(env.signing_key.clone());
         env
     }
 
-    fn remember(&self, secret: &str) {
+    /// Records a token or key the leak check must not find in any log.
+    pub fn remember(&self, secret: &str) {
         self.secrets.borrow_mut().push(secret.to_owned());
+    }
+
+    /// Starts another instance of the shell under test with this config and signing key (its
+    /// logs join the leak check).
+    pub fn start_peer(&self, config: &str, key: &str) -> anyhow::Result<Peer> {
+        self.remember(key);
+        match self.f.shell {
+            Shell::Lambda => {
+                let port = crate::free_port();
+                let (running, log, dir) =
+                    crate::procs::start_lambda(port, config, key, &[("RUST_LOG", TRACE)])?;
+                self.peer_logs.borrow_mut().push(log);
+                Ok(Peer {
+                    base_url: running.base_url.clone(),
+                    _running: running,
+                    _dir: Some(dir),
+                })
+            }
+            Shell::Worker => {
+                let running = crate::worker::start(config, key)?;
+                self.peer_logs
+                    .borrow_mut()
+                    .push(crate::worker::log_path(&running));
+                Ok(Peer {
+                    base_url: running.base_url.clone(),
+                    _running: running,
+                    _dir: None,
+                })
+            }
+        }
+    }
+
+    /// POST /token at another base URL.
+    pub fn exchange_at(
+        &self,
+        base_url: &str,
+        pairs: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        let mut req = self
+            .http
+            .post(format!("{base_url}/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req)
+    }
+
+    /// An SA token of the workload that replaces TxTokens in the suite (alpha orders/worker).
+    pub fn actor_token(&self) -> String {
+        self.token("alpha", "orders", "worker")
     }
 
     pub fn token(&self, cluster: &str, ns: &str, sa: &str) -> String {
@@ -118,18 +219,7 @@ impl Env {
 
     /// POST /token with these form pairs (sent as given: duplicates stay duplicates).
     pub fn exchange_form(&self, pairs: &[(&str, &str)], headers: &[(&str, &str)]) -> Resp {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
-        let mut req = self
-            .http
-            .post(format!("{}/token", self.f.base_url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        self.send(req)
+        self.exchange_at(&self.f.base_url, pairs, headers)
     }
 
     pub fn exchange(&self, token: &str, extra: &[(&str, &str)]) -> Resp {
@@ -164,12 +254,15 @@ pub fn start_lambda_env(clusters: &[&str], config: fn(&str) -> String) -> anyhow
     let port = crate::free_port();
     let issuer = crate::procs::lambda_base_url(port);
     let (toml, key) = harness.config(&issuer)?;
+    let config = config(&toml);
     let (running, log, dir) =
-        crate::procs::start_lambda(port, &config(&toml), &key, &[("RUST_LOG", "trace")])?;
+        crate::procs::start_lambda(port, &config, &key, &[("RUST_LOG", TRACE)])?;
     let f = Function {
         base_url: running.base_url.clone(),
         issuer,
         logs: vec![log],
+        shell: Shell::Lambda,
+        config,
     };
     Ok(Started {
         env: Env::new(harness, f, key),
@@ -184,13 +277,14 @@ pub fn start_worker_env(clusters: &[&str], config: fn(&str) -> String) -> anyhow
     let harness = Harness::start(clusters)?;
     let issuer = "https://txbridge-worker.example.test".to_owned();
     let (toml, key) = harness.config(&issuer)?;
-    let running = crate::worker::start(&config(&toml), &key)?;
-    let port = running.base_url.rsplit(':').next().unwrap_or_default();
-    let log = crate::workspace_root().join(format!("target/tmp/txbridge-worker-{port}.log"));
+    let config = config(&toml);
+    let running = crate::worker::start(&config, &key)?;
     let f = Function {
         base_url: running.base_url.clone(),
         issuer,
-        logs: vec![log],
+        logs: vec![crate::worker::log_path(&running)],
+        shell: Shell::Worker,
+        config,
     };
     Ok(Started {
         env: Env::new(harness, f, key),
@@ -402,6 +496,35 @@ fn mirror_case(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The retry loop of a well-behaved client: 503s with `Retry-After` are retried until `limit`;
+/// returns the final answer and how many 503s came before it. Any other answer ends the loop.
+fn retry_unavailable(env: &Env, token: &str, limit: Duration) -> anyhow::Result<(Resp, usize)> {
+    let started = std::time::Instant::now();
+    let mut unavailable = 0;
+    loop {
+        let r = env.exchange(token, &[]);
+        if r.status != 503 {
+            return Ok((r, unavailable));
+        }
+        expect_error(&r, 503, "temporarily_unavailable", "retryable answer")?;
+        let wait: u64 = r
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .context("503 without a numeric Retry-After")?;
+        ensure!((1..=10).contains(&wait), "Retry-After {wait}");
+        unavailable += 1;
+        ensure!(started.elapsed() < limit, "still 503 after {limit:?}");
+        std::thread::sleep(Duration::from_secs(wait));
+    }
+}
+
+/// The cache's default `min_refresh_interval`: one unknown-kid refresh per cluster per interval.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A bogus kid, then the issuer really rotates: the new key's tokens get 503s with Retry-After
+/// (never a 400) and then 200 within `min_refresh_interval`, without a restart.
 fn key_rotation_without_restart(env: &Env) -> anyhow::Result<()> {
     ensure!(
         env.exchange(&env.token("alpha", "payments", "checkout"), &[])
@@ -409,9 +532,60 @@ fn key_rotation_without_restart(env: &Env) -> anyhow::Result<()> {
             == 200,
         "before"
     );
+    let mut claims = claims_template(env, "alpha");
+    claims["sub"] = json!("system:serviceaccount:payments:checkout");
+    let bogus = env.sign(
+        "alpha",
+        json!({"alg": "RS256", "kid": "bogus-kid-before-a-rotation"}),
+        claims,
+        "active",
+    );
+    let r = env.exchange(&bogus, &[]);
+    ensure!(
+        (r.status == 400 && r.body["error"] == "invalid_request")
+            || (r.status == 503 && r.headers.get("retry-after").is_some()),
+        "bogus kid: {} {}",
+        r.status,
+        r.raw
+    );
+    ensure!(r.body.get("access_token").is_none(), "bogus kid: a token");
     env.harness.rotate("alpha", true)?;
-    let r = env.exchange(&env.token("alpha", "payments", "checkout"), &[]);
-    ensure!(r.status == 200, "token of the new key: {}", r.raw);
+    let rotated = env.token("alpha", "payments", "checkout");
+    let started = std::time::Instant::now();
+    let (r, unavailable) =
+        retry_unavailable(env, &rotated, MIN_REFRESH_INTERVAL + Duration::from_secs(3))?;
+    ensure!(
+        r.status == 200,
+        "token of the new key after {unavailable} retryable answers: {} {}",
+        r.status,
+        r.raw
+    );
+    ensure!(
+        started.elapsed() <= MIN_REFRESH_INTERVAL + Duration::from_secs(3),
+        "the new key took {:?}",
+        started.elapsed()
+    );
+    // The bogus kid stays a definite rejection once a refresh has missed it, at no cost.
+    let (r, _) = retry_unavailable(env, &bogus, MIN_REFRESH_INTERVAL + Duration::from_secs(3))?;
+    expect_error(&r, 400, "invalid_request", "bogus kid after the refresh")?;
+    let stats = env.harness.stats()?;
+    let before = stats["clusters"]["alpha"]["jwks"].as_u64().unwrap_or(0);
+    for _ in 0..20 {
+        expect_error(
+            &env.exchange(&bogus, &[]),
+            400,
+            "invalid_request",
+            "bogus kid flood",
+        )?;
+    }
+    let after = env.harness.stats()?["clusters"]["alpha"]["jwks"]
+        .as_u64()
+        .unwrap_or(0);
+    ensure!(
+        after == before,
+        "a flood of a missed kid fetched keys {} times",
+        after - before
+    );
     Ok(())
 }
 
@@ -498,6 +672,37 @@ fn each_error_code(env: &Env) -> anyhow::Result<()> {
     ensure!(ok.status == 200, "audience = trust domain {}", ok.raw);
     let r = env.get("/token");
     ensure!(r.status == 405, "GET /token {}", r.status);
+    // Wrong methods with a subject token in the body: refused, the body never logged.
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", TE),
+            ("subject_token", t.as_str()),
+            ("subject_token_type", JWT),
+        ])
+        .finish();
+    for (method, path, want) in [
+        (reqwest::Method::PUT, "/token", 405),
+        (reqwest::Method::DELETE, "/token_endpoint", 405),
+        (reqwest::Method::POST, "/healthz", 405),
+        (reqwest::Method::GET, "/token", 405),
+    ] {
+        let r = env.send(
+            env.http
+                .request(method.clone(), format!("{}{path}", env.f.base_url))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone()),
+        );
+        ensure!(
+            r.status == want,
+            "{method} {path} with a body: {} {}",
+            r.status,
+            r.raw
+        );
+        ensure!(
+            r.body.get("access_token").is_none(),
+            "{method} {path}: a token"
+        );
+    }
     ensure!(env.get("/nope").status == 404, "404");
     let big = "a".repeat(70 * 1024);
     let r = env.send(
@@ -587,20 +792,33 @@ fn attacks(env: &Env) -> anyhow::Result<()> {
             "active",
         ),
         (
+            // The real kid: were jku honoured, the attacker's key would verify it.
             "jku to attacker",
-            json!({"alg": "RS256", "kid": "evil", "jku": "http://127.0.0.1:1/jwks"}),
+            json!({"alg": "RS256", "kid": kid, "jku": "http://127.0.0.1:1/jwks"}),
             base.clone(),
             "foreign",
         ),
         (
             "x5u to attacker",
-            json!({"alg": "RS256", "kid": "evil", "x5u": "http://127.0.0.1:1/x5u"}),
+            json!({"alg": "RS256", "kid": kid, "x5u": "http://127.0.0.1:1/x5u"}),
             base.clone(),
             "foreign",
         ),
         (
             "crit",
             json!({"alg": "RS256", "kid": kid, "crit": ["b64"], "b64": false}),
+            base.clone(),
+            "active",
+        ),
+        (
+            "crit null",
+            json!({"alg": "RS256", "kid": kid, "crit": null}),
+            base.clone(),
+            "active",
+        ),
+        (
+            "crit empty",
+            json!({"alg": "RS256", "kid": kid, "crit": []}),
             base.clone(),
             "active",
         ),
@@ -739,11 +957,182 @@ fn attacks(env: &Env) -> anyhow::Result<()> {
         "1 MiB request_details: {}",
         r.status
     );
+    // Hostile scope values under the 64 KiB cap: refused at the 65th token, distinct or not.
+    let distinct: Vec<String> = (0..9_500).map(|i| format!("s{i}")).collect();
+    for (name, scope) in [
+        ("9,500 distinct scope tokens", distinct.join(" ")),
+        ("one scope token 9,500 times", vec!["s"; 9_500].join(" ")),
+    ] {
+        expect_error(
+            &env.exchange(&good, &[("scope", &scope)]),
+            400,
+            "invalid_scope",
+            name,
+        )?;
+    }
     Ok(())
 }
 
-/// Replacement TxTokens: a TxToken as the subject token gets a narrower one with the same
-/// txn, sub and tctx and an exp no later than the original's; a wider scope is refused.
+/// The requesting workload is authenticated: the header may name the subject's own workload id
+/// or a name its policies list in `workloads`; nothing else.
+fn workload_binding(env: &Env) -> anyhow::Result<()> {
+    let jwks = env.jwks();
+    let t = env.token("alpha", "payments", "checkout");
+    let allowed: [(Vec<(&str, &str)>, &str); 3] = [
+        (vec![], "alpha:payments:checkout"),
+        (
+            vec![("X-Txbridge-Workload", "alpha:payments:checkout")],
+            "alpha:payments:checkout",
+        ),
+        (
+            vec![("X-Kontxt-Workload", "payments/checkout-api")],
+            "payments/checkout-api",
+        ),
+    ];
+    for (headers, want) in allowed {
+        let r = env.exchange_form(
+            &[
+                ("grant_type", TE),
+                ("subject_token", &t),
+                ("subject_token_type", JWT),
+            ],
+            &headers,
+        );
+        ensure!(r.status == 200, "{headers:?}: {}", r.raw);
+        let (_, c) = verify(
+            &jwks,
+            r.body["access_token"].as_str().context("token")?,
+            &env.f.issuer,
+            &env.f.issuer,
+        )?;
+        ensure!(
+            c["req_wl"] == want && c["rctx"]["req_wl"] == want,
+            "{headers:?}: req_wl {c}"
+        );
+    }
+    let team = env.token("alpha", "team-a", "job");
+    /// (case, subject token, headers)
+    type Refused<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let refused: [Refused; 6] = [
+        (
+            "another workload",
+            &t,
+            vec![("X-Txbridge-Workload", "alpha:payments:admin")],
+        ),
+        (
+            "another cluster's id",
+            &t,
+            vec![("X-Txbridge-Workload", "beta:payments:checkout")],
+        ),
+        (
+            "a comma (a forged chain)",
+            &t,
+            vec![(
+                "X-Txbridge-Workload",
+                "payments/checkout-a,payments/checkout-b",
+            )],
+        ),
+        (
+            "two headers",
+            &t,
+            vec![
+                ("X-Txbridge-Workload", "payments/checkout-web"),
+                ("X-Txbridge-Workload", "payments/checkout-web"),
+            ],
+        ),
+        (
+            "both header names",
+            &t,
+            vec![
+                ("X-Txbridge-Workload", "payments/checkout-web"),
+                ("X-Kontxt-Workload", "payments/checkout-web"),
+            ],
+        ),
+        (
+            "a name of another subject's policy",
+            &team,
+            vec![("X-Txbridge-Workload", "payments/checkout-web")],
+        ),
+    ];
+    for (name, token, headers) in refused {
+        if name == "two headers" && env.f.shell == Shell::Lambda {
+            // cargo lambda watch keeps one of two equal headers; AWS joins them with a comma
+            // (payload 2.0), which the comma row covers (and functions/lambda/tests/events.rs).
+            continue;
+        }
+        let r = env.exchange_form(
+            &[
+                ("grant_type", TE),
+                ("subject_token", token),
+                ("subject_token_type", JWT),
+            ],
+            &headers,
+        );
+        expect_error(&r, 400, "invalid_request", name)?;
+        ensure!(
+            r.body["error_description"] == "workload not authorized",
+            "{name}: {}",
+            r.raw
+        );
+    }
+    Ok(())
+}
+
+/// The kontxt quickstart's caller, unchanged, against a cluster whose `workload_id` renders the
+/// SPIFFE id it sends.
+fn kontxt_quickstart_caller(env: &Env) -> anyhow::Result<()> {
+    let token = env.token("beta", "payments", "checkout");
+    let spiffe = "spiffe://example.test/ns/payments/sa/checkout";
+    let r = env.send(
+        env.http
+            .post(format!("{}/token_endpoint", env.f.base_url))
+            .header("X-Kontxt-Workload", spiffe)
+            .form(&[
+                ("grant_type", TE),
+                ("subject_token", token.as_str()),
+                ("subject_token_type", JWT),
+                ("requested_token_type", TXN),
+                ("scope", "orders:read orders:write"),
+                ("request_details", r#"{"namespace":"payments","taskType":"container"}"#),
+                (
+                    "request_context",
+                    r#"{"purpose":"mit-license-check","source":"kubernetes-projected-service-account"}"#,
+                ),
+            ]),
+    );
+    ensure!(r.status == 200, "kontxt caller: {}", r.raw);
+    let (_, c) = verify(
+        &env.jwks(),
+        r.body["access_token"].as_str().context("token")?,
+        &env.f.issuer,
+        &env.f.issuer,
+    )?;
+    ensure!(c["req_wl"] == spiffe, "req_wl {c}");
+    ensure!(
+        c["tctx"]["taskType"] == "container" && c["tctx"]["cluster"] == "beta",
+        "tctx {c}"
+    );
+    // The same SPIFFE id from another service account is refused.
+    let other = env.token("beta", "team-a", "job");
+    let r = env.exchange(&other, &[]);
+    ensure!(r.status == 400, "team-a on beta has no policy: {}", r.raw);
+    let r = env.exchange_form(
+        &[
+            ("grant_type", TE),
+            ("subject_token", &token),
+            ("subject_token_type", JWT),
+        ],
+        &[(
+            "X-Kontxt-Workload",
+            "spiffe://example.test/ns/payments/sa/admin",
+        )],
+    );
+    expect_error(&r, 400, "invalid_request", "another SPIFFE id")
+}
+
+/// Replacement TxTokens: a TxToken as the subject token, the replacing workload authenticated
+/// by its own SA token (`actor_token`), gets a narrower one with the same txn, sub and tctx, an
+/// exp no later than the original's, and the actor appended to the `req_wl` chain.
 fn replacement(env: &Env) -> anyhow::Result<()> {
     let jwks = env.jwks();
     let sa = env.token("alpha", "payments", "checkout");
@@ -760,19 +1149,26 @@ fn replacement(env: &Env) -> anyhow::Result<()> {
         .context("access_token")?
         .to_owned();
     let (_, before) = verify(&jwks, &original, &env.f.issuer, &env.f.issuer)?;
-    let replace = |scope: &str| {
-        env.exchange_form(
-            &[
-                ("grant_type", TE),
-                ("subject_token", &original),
-                ("subject_token_type", TXN),
-                ("requested_token_type", TXN),
-                ("scope", scope),
-            ],
-            &[("X-Txbridge-Workload", "orders-worker")],
-        )
+    let actor = env.actor_token();
+    let replace = |scope: &str, actor: Option<&str>, headers: &[(&str, &str)]| {
+        let mut form = vec![
+            ("grant_type", TE),
+            ("subject_token", original.as_str()),
+            ("subject_token_type", TXN),
+            ("requested_token_type", TXN),
+            ("scope", scope),
+        ];
+        if let Some(a) = actor {
+            form.push(("actor_token", a));
+            form.push(("actor_token_type", JWT));
+        }
+        env.exchange_form(&form, headers)
     };
-    let r = replace("orders:read");
+    let r = replace(
+        "orders:read",
+        Some(&actor),
+        &[("X-Txbridge-Workload", "orders-worker")],
+    );
     ensure!(r.status == 200, "replacement: {}", r.raw);
     ensure!(
         r.body["issued_token_type"] == TXN && r.body["scope"] == "orders:read",
@@ -792,26 +1188,188 @@ fn replacement(env: &Env) -> anyhow::Result<()> {
         "exp extended: {exp0:?} -> {exp1:?}"
     );
     ensure!(
-        after["req_wl"]
-            .as_str()
-            .is_some_and(|w| w.ends_with(",orders-worker")),
+        after["req_wl"] == format!("{},orders-worker", before["req_wl"].as_str().unwrap_or("")),
         "req_wl keeps the call chain: {after}"
     );
+    // Without a header the actor's own workload id is the new hop.
+    let r = replace("orders:read", Some(&actor), &[]);
+    ensure!(r.status == 200, "replacement, no header: {}", r.raw);
+    let (_, c) = verify(
+        &jwks,
+        r.body["access_token"].as_str().context("token")?,
+        &env.f.issuer,
+        &env.f.issuer,
+    )?;
+    ensure!(
+        c["req_wl"]
+            .as_str()
+            .is_some_and(|w| w.ends_with(",alpha:orders:worker")),
+        "actor id appended: {c}"
+    );
     expect_error(
-        &replace("orders:read admin"),
+        &replace("orders:read admin", Some(&actor), &[]),
         400,
         "invalid_scope",
         "wider scope on replacement",
     )?;
+    expect_error(
+        &replace("orders:read", None, &[]),
+        400,
+        "invalid_request",
+        "replacement without an actor token",
+    )?;
+    expect_error(
+        &replace(
+            "orders:read",
+            Some(&env.token("alpha", "default", "web")),
+            &[],
+        ),
+        400,
+        "invalid_request",
+        "an actor no policy allows",
+    )?;
+    expect_error(
+        &replace("orders:read", Some(&original), &[]),
+        400,
+        "invalid_request",
+        "a TxToken as the actor token",
+    )?;
+    let r = replace(
+        "orders:read",
+        Some(&actor),
+        &[("X-Txbridge-Workload", "payments/checkout-web")],
+    );
+    expect_error(
+        &r,
+        400,
+        "invalid_request",
+        "the actor claims the subject's workload name",
+    )?;
+    // An actor token on an exchange of an SA token stays refused.
+    let r = env.exchange(&sa, &[("actor_token", &actor), ("actor_token_type", JWT)]);
+    expect_error(
+        &r,
+        400,
+        "invalid_request",
+        "actor_token on a plain exchange",
+    )?;
     Ok(())
 }
 
-/// After everything: no token, key or 24+ character piece of one in any log or error body.
+/// Only the active key's TxTokens are replaced (a rotated service still publishes the previous
+/// key for consumers, but never re-signs its tokens), and never an expired one.
+fn replacement_after_rotation_and_expiry(env: &Env) -> anyhow::Result<()> {
+    let r = env.exchange(
+        &env.token("alpha", "payments", "checkout"),
+        &[("scope", "orders:read")],
+    );
+    ensure!(r.status == 200, "original: {}", r.raw);
+    let old = r.body["access_token"].as_str().context("token")?.to_owned();
+    let active = env.jwks()["keys"][0].clone();
+    let previous = format!(
+        "{{kty = \"EC\", crv = \"P-256\", x = {}, y = {}, kid = {}}}",
+        active["x"], active["y"], active["kid"]
+    );
+    let config = env
+        .f
+        .config
+        .replacen(
+            "[signer]\nkind = \"local\"\n",
+            &format!("[signer]\nkind = \"local\"\nprevious_public_keys = [{previous}]\n"),
+            1,
+        )
+        .replacen("token_lifetime = \"5m\"", "token_lifetime = \"1s\"", 1);
+    ensure!(
+        config.contains("previous_public_keys") && config.contains("\"1s\""),
+        "{config}"
+    );
+    let key = txbridge_signer::LocalSigner::generate()
+        .to_pkcs8_pem()?
+        .to_string();
+    let peer = env.start_peer(&config, &key)?;
+    let jwks = env
+        .send(
+            env.http
+                .get(format!("{}/.well-known/jwks.json", peer.base_url)),
+        )
+        .body;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .context("keys")?
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    ensure!(
+        kids.len() == 2 && kids[1] == active["kid"],
+        "the previous key stays published: {jwks}"
+    );
+    // Consumers still verify the old token with the published previous key ...
+    verify(&jwks, &old, &env.f.issuer, &env.f.issuer)?;
+    let actor = env.actor_token();
+    let replace = |token: &str| {
+        env.exchange_at(
+            &peer.base_url,
+            &[
+                ("grant_type", TE),
+                ("subject_token", token),
+                ("subject_token_type", TXN),
+                ("actor_token", &actor),
+                ("actor_token_type", JWT),
+            ],
+            &[],
+        )
+    };
+    // ... but the rotated service never re-signs it.
+    let r = replace(&old);
+    expect_error(&r, 400, "invalid_request", "a token of the previous key")?;
+    ensure!(
+        r.body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("active key")),
+        "{}",
+        r.raw
+    );
+    // A token of the active key, expired (lifetime 1 s, no leeway for replacement).
+    let sa = env.token("alpha", "payments", "checkout");
+    let r = env.exchange_at(
+        &peer.base_url,
+        &[
+            ("grant_type", TE),
+            ("subject_token", &sa),
+            ("subject_token_type", JWT),
+        ],
+        &[],
+    );
+    ensure!(
+        r.status == 200 && r.body["expires_in"] == 1,
+        "short-lived token: {}",
+        r.raw
+    );
+    let short = r.body["access_token"].as_str().context("token")?.to_owned();
+    std::thread::sleep(Duration::from_millis(2100));
+    expect_error(
+        &replace(&short),
+        400,
+        "invalid_request",
+        "an expired TxToken",
+    )?;
+    Ok(())
+}
+
+/// After everything: no token, key or 16-character piece of one in any log (the functions ran at
+/// trace level, peers included) or in the harness log.
 pub fn leak_check(env: &Env) -> anyhow::Result<()> {
-    const W: usize = 24;
+    const W: usize = 16;
     let mut windows: HashSet<&[u8]> = HashSet::new();
     let mut texts = Vec::new();
-    for path in env.f.logs.iter().chain(std::iter::once(&env.harness.log)) {
+    let peers = env.peer_logs.borrow().clone();
+    for path in env
+        .f
+        .logs
+        .iter()
+        .chain(&peers)
+        .chain(std::iter::once(&env.harness.log))
+    {
         texts.push(std::fs::read(path).unwrap_or_default());
     }
     for t in &texts {
@@ -841,6 +1399,18 @@ pub fn leak_check(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Appends a line to `target/e2e-timings.txt`, which `.ci/run` prints.
+pub fn append_timing(line: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let path = crate::workspace_root().join("target/e2e-timings.txt");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(line.as_bytes())?;
+    Ok(())
+}
+
 /// Mean wall time of `n` warm exchanges over loopback (a sanity figure, not a benchmark).
 /// Appended to `target/e2e-timings.txt`, which `.ci/run` prints.
 fn record_timing(env: &Env, label: &str) -> anyhow::Result<()> {
@@ -854,15 +1424,9 @@ fn record_timing(env: &Env, label: &str) -> anyhow::Result<()> {
         ensure!(env.exchange(&token, &[]).status == 200, "timed exchange");
     }
     let mean = started.elapsed() / n;
-    let line = format!("{label}: {n} warm exchanges over loopback, mean {mean:?}\n");
-    let path = crate::workspace_root().join("target/e2e-timings.txt");
-    use std::io::Write as _;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?
-        .write_all(line.as_bytes())?;
-    Ok(())
+    append_timing(&format!(
+        "{label}: {n} warm exchanges over loopback, mean {mean:?}\n"
+    ))
 }
 
 /// Runs every case; reports all failures at once. `label` names the target in the timing line.
@@ -876,9 +1440,15 @@ pub fn run(env: &Env, label: &str) {
         ("scope ceiling", scope_ceiling),
         ("each error code", each_error_code),
         ("attacks", attacks),
+        ("workload binding", workload_binding),
+        ("kontxt quickstart caller", kontxt_quickstart_caller),
         ("upstream fault and recovery", upstream_fault_and_recovery),
         ("key rotation without restart", key_rotation_without_restart),
         ("replacement TxTokens", replacement),
+        (
+            "replacement after rotation and expiry",
+            replacement_after_rotation_and_expiry,
+        ),
         ("leak check", leak_check),
     ];
     let mut failures = Vec::new();

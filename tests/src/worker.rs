@@ -23,14 +23,51 @@ pub fn worker_dir() -> PathBuf {
     workspace_root().join("functions/worker")
 }
 
+/// The log level the Worker runs at in tests (`TXBRIDGE_LOG`): the most verbose.
+pub const LOG_LEVEL: &str = "trace";
+
+/// Where workerd's output of a Worker started by [`start`] goes.
+pub fn log_path(running: &Running) -> PathBuf {
+    let port = running.base_url.rsplit(':').next().unwrap_or_default();
+    workspace_root().join(format!("target/tmp/txbridge-worker-{port}.log"))
+}
+
 /// Starts the Worker with `config_toml` as `TXBRIDGE_CONFIG` and `signing_key_pem` as
-/// `TXBRIDGE_SIGNING_KEY`; returns once `GET /healthz` answers 200. Outbound fetches may reach
-/// loopback (the harness, a test JWKS server). workerd's output goes to
-/// `target/tmp/txbridge-worker-PORT.log`.
+/// `TXBRIDGE_SIGNING_KEY`, logging at [`LOG_LEVEL`]; returns once `GET /healthz` answers 200.
+/// Outbound fetches may reach loopback (the harness, a test JWKS server). workerd's output goes
+/// to [`log_path`].
 pub fn start(config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running> {
-    ensure_built()?;
-    let dir = worker_dir();
-    let workerd = dir.join("node_modules/.bin/workerd");
+    start_build(Build::Release, config_toml, signing_key_pem)
+}
+
+/// Which build of the Worker to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// `functions/worker/build/`: what `wrangler deploy` ships.
+    Release,
+    /// `functions/worker/build-test/`: the same with the `test-panic` feature (a route that
+    /// panics), built on demand.
+    TestPanic,
+}
+
+impl Build {
+    fn dir(self) -> PathBuf {
+        match self {
+            Build::Release => worker_dir().join("build"),
+            Build::TestPanic => worker_dir().join("build-test"),
+        }
+    }
+}
+
+/// [`start`] with a chosen build.
+pub fn start_build(
+    build: Build,
+    config_toml: &str,
+    signing_key_pem: &str,
+) -> anyhow::Result<Running> {
+    ensure_built(build)?;
+    let out = build.dir();
+    let workerd = worker_dir().join("node_modules/.bin/workerd");
     if !workerd.exists() {
         bail!(
             "{} missing: run 'bash .ci/worker.sh install'",
@@ -45,11 +82,9 @@ pub fn start(config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running
     let _ = fs::remove_dir_all(&run_dir);
     fs::create_dir_all(&run_dir)?;
     // Copies, so that a rebuild while this instance runs cannot change what it serves.
-    fs::copy(dir.join("build/index.js"), run_dir.join("index.js"))?;
-    fs::copy(
-        dir.join("build/index_bg.wasm"),
-        run_dir.join("index_bg.wasm"),
-    )?;
+    for module in MODULES {
+        fs::copy(out.join(module), run_dir.join(module))?;
+    }
     fs::write(run_dir.join("config.toml"), config_toml)?;
     fs::write(run_dir.join("signing-key.pem"), signing_key_pem)?;
     fs::write(
@@ -115,6 +150,7 @@ const config :Workerd.Config = (
 
 const txbridge :Workerd.Worker = (
   modules = [
+    (name = "entry.mjs", esModule = embed "entry.mjs"),
     (name = "index.js", esModule = embed "index.js"),
     (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
   ],
@@ -122,6 +158,7 @@ const txbridge :Workerd.Worker = (
   bindings = [
     (name = "TXBRIDGE_CONFIG", text = embed "config.toml"),
     (name = "TXBRIDGE_SIGNING_KEY", text = embed "signing-key.pem"),
+    (name = "TXBRIDGE_LOG", text = "{LOG_LEVEL}"),
   ],
 );
 "#
@@ -140,15 +177,19 @@ fn compatibility_date() -> anyhow::Result<String> {
         .ok_or_else(|| anyhow!("no compatibility_date in {}", path.display()))
 }
 
-/// Runs `build.sh` once per test process when the build is missing or older than its inputs.
-fn ensure_built() -> anyhow::Result<()> {
-    static BUILT: Mutex<bool> = Mutex::new(false);
+/// The modules of a build, the entry first (what workerd serves).
+const MODULES: [&str; 3] = ["entry.mjs", "index.js", "index_bg.wasm"];
+
+/// Runs `build.sh` once per test process and build when the build is missing or older than its
+/// inputs.
+fn ensure_built(build: Build) -> anyhow::Result<()> {
+    static BUILT: Mutex<Vec<Build>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if *built {
+    if built.contains(&build) {
         return Ok(());
     }
     let dir = worker_dir();
-    let outputs = [dir.join("build/index.js"), dir.join("build/index_bg.wasm")];
+    let outputs = MODULES.map(|m| build.dir().join(m));
     let oldest_output = outputs
         .iter()
         .map(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
@@ -159,12 +200,15 @@ fn ensure_built() -> anyhow::Result<()> {
         Some(built_at) => newest_input()? > built_at,
     };
     if stale {
-        let out = Command::new("bash")
-            .arg(dir.join("build.sh"))
+        let mut cmd = Command::new("bash");
+        cmd.arg(dir.join("build.sh"))
             .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .context("running functions/worker/build.sh")?;
+            .stdin(Stdio::null());
+        if build == Build::TestPanic {
+            cmd.env("TXBRIDGE_WORKER_FEATURES", "test-panic")
+                .env("TXBRIDGE_WORKER_OUT", build.dir());
+        }
+        let out = cmd.output().context("running functions/worker/build.sh")?;
         if !out.status.success() {
             let text = String::from_utf8_lossy(&out.stderr);
             let lines: Vec<&str> = text.lines().collect();
@@ -175,7 +219,7 @@ fn ensure_built() -> anyhow::Result<()> {
             );
         }
     }
-    *built = true;
+    built.push(build);
     Ok(())
 }
 
@@ -188,6 +232,7 @@ fn newest_input() -> anyhow::Result<SystemTime> {
         "Cargo.lock",
         "functions/worker/Cargo.toml",
         "functions/worker/build.sh",
+        "functions/worker/entry.mjs",
         "functions/worker/package-lock.json",
         "functions/worker/src",
         "functions/core/Cargo.toml",

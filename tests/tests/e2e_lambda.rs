@@ -7,7 +7,7 @@ use txbridge_tests::suite::{self, CLUSTERS};
 
 #[test]
 fn lambda_end_to_end() {
-    let started = suite::start_lambda_env(&CLUSTERS, str::to_owned).unwrap();
+    let started = suite::start_lambda_env(&CLUSTERS, suite::config).unwrap();
     suite::run(&started.env, "lambda (cargo lambda watch, debug build)");
 }
 

@@ -118,6 +118,8 @@ fn lambda_with_kms_signer() {
             base_url: kms_lambda.base_url.clone(),
             issuer: issuer.clone(),
             logs: vec![log],
+            shell: suite::Shell::Lambda,
+            config: config.clone(),
         },
         String::new(),
     );

@@ -6,7 +6,7 @@ use txbridge_tests::suite::{self, CLUSTERS};
 
 #[test]
 fn worker_end_to_end() {
-    let started = suite::start_worker_env(&CLUSTERS, str::to_owned).unwrap();
+    let started = suite::start_worker_env(&CLUSTERS, suite::config).unwrap();
     suite::run(&started.env, "worker (workerd, release-wasm build)");
 }
 

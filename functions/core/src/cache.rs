@@ -1,20 +1,50 @@
-//! Per-cluster cache of issuer keys: discovery document + JWKS, TTL, one rate-limited refresh
-//! on an unknown `kid`, single-flight fetches and stale-on-error grace.
+//! Per-cluster cache of issuer keys: discovery document + JWKS, with a TTL, stale-while-revalidate,
+//! single-flight fetches, one rate-limited refresh for an unknown `kid`, and exponential back-off
+//! after failures.
 //!
 //! Where the keys of a slot come from is a [`KeySource`]: a trusted [`Cluster`] on the exchange
 //! path, the TxToken service itself in the consumer-side verifier (`txbridge-verifier`).
 //!
 //! The fetch is sans-IO: [`discovery_request`]/[`parse_discovery`] and [`jwks_request`]/
 //! [`parse_jwks_response`] are pure; the I/O is one call through the [`HttpClient`].
+//!
+//! # Rules (ARCHITECTURE.md, "Key cache")
+//! - Fresh keys (younger than `ttl`) are used as they are.
+//! - Keys past `ttl` but within `ttl + stale_grace` are used at once, and one background task
+//!   refreshes them (the shell's [`AsyncRuntime::spawn`]). No request waits on that refresh.
+//! - A request waits on the upstream only when its cluster has no usable keys (cold, or past the
+//!   grace), or when its `kid` is unknown.
+//! - An unknown `kid` triggers at most one refresh per `min_refresh_interval` per cluster (no
+//!   burst). Still unknown after a refresh that started after the request arrived, or a kid that
+//!   a refresh already missed (remembered for `ttl`): a definite "unknown key" (the caller's
+//!   `invalid_request`). Unknown while no refresh is allowed yet: unavailable, with a
+//!   `Retry-After` of the seconds until one is (a key that has just rotated must get a retryable
+//!   answer, never a definite one).
+//! - A failed fetch backs off exponentially: 1 s, doubling up to `min_refresh_interval`. While it
+//!   backs off, requests that need the upstream get 503 with the seconds left as `Retry-After`.
+//!
+//! # Single flight without sharing futures
+//! One fetch per cluster at a time. The request (or background task) that finds a fetch needed
+//! *claims* it in the slot's plain state and performs it with its own I/O; the others poll the
+//! state on their *own* timers ([`AsyncRuntime::sleep`]) until the claim is gone, then decide
+//! again. Nobody awaits a future, waker or I/O object that another request created: the Workers
+//! runtime cancels a request that does (it belongs to another request's context), and a Lambda
+//! environment frozen between invocations would leave such a waiter stranded. A claim ends with
+//! its fetch, when its owner is dropped (a cancelled request), or at the latest after
+//! [`FETCH_DEADLINE`] (a task frozen with its environment).
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
 
 use crate::config::{Cluster, KeyCacheConfig};
 use crate::jose::{self, VerifyKey};
-use crate::ports::{Clock, HttpClient, MAX_UPSTREAM_BODY};
+use crate::ports::{AsyncRuntime, Clock, HttpClient, MAX_UPSTREAM_BODY};
 
 /// Why fresh keys could not be had (logged at warn; the client sees a generic 503).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -36,10 +66,23 @@ pub enum FetchError {
     BadJwks,
     #[error("a recent fetch failed; backing off")]
     BackingOff,
+    #[error("the issuer took too long to answer")]
+    Timeout,
+    #[error("unknown key id; no refresh allowed yet")]
+    RefreshLimited,
+}
+
+/// Keys could not be had now; `retry_after` seconds from now they may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} (retry after {retry_after} s)")]
+pub struct Unavailable {
+    pub reason: FetchError,
+    /// Seconds until a request can succeed (at least 1): the `Retry-After` of the 503.
+    pub retry_after: u32,
 }
 
 /// Where one slot's keys come from: an issuer, its discovery document and/or a JWKS URL.
-pub trait KeySource: Sync {
+pub trait KeySource: Send + Sync + 'static {
     /// A short name for logs (the cluster name).
     fn name(&self) -> &str;
     /// The issuer the discovery document must name.
@@ -78,15 +121,11 @@ impl KeySource for Cluster {
 #[derive(Debug)]
 pub struct KeySnapshot {
     pub keys: Vec<VerifyKey>,
-    pub fetched_at: u64,
+    /// When the fetch that produced these keys started, Unix milliseconds. The TTL runs from it.
+    pub fetched_at_ms: u64,
 }
 
 impl KeySnapshot {
-    /// Still usable (fresh, or expired but within the stale-on-error grace) at `now`.
-    fn within_grace(&self, now: u64, t: &KeyCacheConfig) -> bool {
-        now < self.fetched_at + t.ttl + t.stale_grace
-    }
-
     fn has_kid(&self, kid: Option<&str>) -> bool {
         match kid {
             None => true,
@@ -95,211 +134,416 @@ impl KeySnapshot {
     }
 }
 
+/// Longest a fetch (discovery + JWKS) may take before it counts as failed, whatever the shell's
+/// HTTP client does; also the longest a request waits for another's fetch.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(11);
+/// How many missed kids are remembered per cluster.
+const MAX_MISSED_KIDS: usize = 64;
+/// The first and the longest pause between two looks at the state while another fetch runs.
+const POLL_FIRST: Duration = Duration::from_millis(2);
+const POLL_MAX: Duration = Duration::from_millis(25);
+
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    id: u64,
+    started_ms: u64,
+}
+
 #[derive(Debug, Default)]
 struct State {
     snapshot: Option<Arc<KeySnapshot>>,
-    /// Bumped after every fetch attempt, successful or not.
-    generation: u64,
-    /// Unknown-kid refreshes used from the burst budget, and when that was last updated.
-    kid_refreshes_used: u64,
-    kid_budget_at: u64,
-    /// Kids a refresh did not find, with when: no second refresh for them within the interval.
-    missed_kids: Vec<(String, u64)>,
-    /// When the last fetch failed, in Unix milliseconds.
-    last_failure: Option<u64>,
+    /// The fetch in progress, if any (single flight).
+    flight: Option<Flight>,
+    next_flight: u64,
+    /// When the last unknown-kid refresh started (rate limit), Unix ms.
+    last_kid_refresh_ms: Option<u64>,
+    /// Consecutive failed fetches, and until when to back off, Unix ms.
+    failures: u32,
+    backoff_until_ms: u64,
+    /// When the last failed fetch ended, and why it failed.
+    last_failure: Option<(u64, FetchError)>,
+    /// Kids a fetch did not find, with when, Unix ms.
+    missed: Vec<(String, u64)>,
 }
 
-/// Unknown-kid refreshes allowed in a burst; one more becomes available per
-/// `min_refresh_interval`. A burst lets a real rotation through right after a few bogus kids.
-const KID_REFRESH_BURST: u64 = 10;
-/// How many missed kids are remembered.
-const MAX_MISSED_KIDS: usize = 64;
+/// Bounds on the time one slot spends per decision, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Tuning {
+    ttl: u64,
+    grace: u64,
+    interval: u64,
+}
+
+impl From<KeyCacheConfig> for Tuning {
+    fn from(c: KeyCacheConfig) -> Self {
+        Tuning {
+            ttl: c.ttl.saturating_mul(1000),
+            grace: c.stale_grace.saturating_mul(1000),
+            interval: c.min_refresh_interval.max(1).saturating_mul(1000),
+        }
+    }
+}
+
+/// What one look at the state decided.
+enum Step {
+    /// Use these keys (they have the kid, or its absence is definite).
+    Ready(Arc<KeySnapshot>),
+    /// Use these keys, and refresh them in the background under this claim.
+    ReadyRefresh(Arc<KeySnapshot>, u64),
+    /// Fetch now under this claim, then look again.
+    Fetch(u64),
+    /// Another fetch runs: sleep, then look again.
+    Wait,
+    Unavailable(Unavailable),
+}
+
+fn secs_until(until_ms: u64, now_ms: u64) -> u32 {
+    u32::try_from(until_ms.saturating_sub(now_ms).div_ceil(1000))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
 
 impl State {
-    /// Refreshes still available in the budget at `now`.
-    fn kid_budget(&self, now: u64, interval: u64) -> u64 {
-        let refilled = now.saturating_sub(self.kid_budget_at) / interval.max(1);
-        KID_REFRESH_BURST.saturating_sub(self.kid_refreshes_used.saturating_sub(refilled))
+    fn flight_active(&self, now: u64) -> bool {
+        self.flight
+            .is_some_and(|f| now < f.started_ms + FETCH_DEADLINE.as_millis() as u64)
     }
 
-    fn recently_missed(&self, kid: &str, now: u64, interval: u64) -> bool {
-        self.missed_kids
+    fn claim(&mut self, now: u64) -> u64 {
+        self.next_flight += 1;
+        self.flight = Some(Flight {
+            id: self.next_flight,
+            started_ms: now,
+        });
+        self.next_flight
+    }
+
+    fn missed(&self, kid: &str, now: u64, t: &Tuning) -> bool {
+        self.missed
             .iter()
-            .any(|(k, at)| k == kid && now < at + interval)
+            .any(|(k, at)| k == kid && now < at.saturating_add(t.ttl))
+    }
+
+    /// A fetch failed after the request arrived (its own, or the one it waited for): give up
+    /// rather than fetch again at once.
+    fn failed_since(&self, arrival: u64) -> Option<Unavailable> {
+        let (ended, reason) = self.last_failure?;
+        (ended >= arrival).then(|| Unavailable {
+            reason,
+            retry_after: secs_until(self.backoff_until_ms, ended),
+        })
+    }
+
+    /// One decision for a request that arrived at `arrival` and needs `kid`. Keys fetched at or
+    /// after `definite_after` settle whether the kid exists: it is later than the arrival (a
+    /// fetch that started in the same millisecond may have missed a key published with it), or
+    /// the start of the request's own fetch.
+    fn step(
+        &mut self,
+        kid: Option<&str>,
+        arrival: u64,
+        definite_after: u64,
+        now: u64,
+        t: &Tuning,
+    ) -> Step {
+        let backing_off = now < self.backoff_until_ms;
+        let in_flight = self.flight_active(now);
+        let usable = self.snapshot.clone().filter(|s| {
+            now < s
+                .fetched_at_ms
+                .saturating_add(t.ttl)
+                .saturating_add(t.grace)
+        });
+        let Some(snap) = usable else {
+            // Cold, or past the grace: the request has to wait on the upstream.
+            if let Some(u) = self.failed_since(arrival) {
+                return Step::Unavailable(u);
+            }
+            if in_flight {
+                return Step::Wait;
+            }
+            if backing_off {
+                return Step::Unavailable(Unavailable {
+                    reason: FetchError::BackingOff,
+                    retry_after: secs_until(self.backoff_until_ms, now),
+                });
+            }
+            return Step::Fetch(self.claim(now));
+        };
+        if snap.has_kid(kid) {
+            let stale = now >= snap.fetched_at_ms.saturating_add(t.ttl);
+            if stale && !in_flight && !backing_off {
+                let id = self.claim(now);
+                return Step::ReadyRefresh(snap, id);
+            }
+            return Step::Ready(snap);
+        }
+        // Unknown kid. Definite when keys fetched after the request arrived lack it, or a fetch
+        // already missed it.
+        let kid = kid.unwrap_or_default();
+        if snap.fetched_at_ms >= definite_after || self.missed(kid, now, t) {
+            return Step::Ready(snap);
+        }
+        if let Some(u) = self.failed_since(arrival) {
+            return Step::Unavailable(u);
+        }
+        if in_flight {
+            return Step::Wait;
+        }
+        if backing_off {
+            return Step::Unavailable(Unavailable {
+                reason: FetchError::BackingOff,
+                retry_after: secs_until(self.backoff_until_ms, now),
+            });
+        }
+        match self.last_kid_refresh_ms {
+            Some(last) if now < last.saturating_add(t.interval) => Step::Unavailable(Unavailable {
+                reason: FetchError::RefreshLimited,
+                retry_after: secs_until(last.saturating_add(t.interval), now),
+            }),
+            _ => {
+                self.last_kid_refresh_ms = Some(now);
+                Step::Fetch(self.claim(now))
+            }
+        }
+    }
+
+    /// Stores the outcome of the fetch claimed as `id` (a superseded claim's result is dropped).
+    fn finish(
+        &mut self,
+        id: u64,
+        started: u64,
+        ended: u64,
+        result: Result<Vec<VerifyKey>, FetchError>,
+        kid: Option<&str>,
+        t: &Tuning,
+    ) -> Result<usize, FetchError> {
+        if self.flight.is_none_or(|f| f.id != id) {
+            return Err(FetchError::Timeout);
+        }
+        self.flight = None;
+        match result {
+            Ok(keys) => {
+                let found = keys.len();
+                if let Some(k) =
+                    kid.filter(|k| !keys.iter().any(|key| key.kid.as_deref() == Some(*k)))
+                {
+                    self.missed
+                        .retain(|(_, at)| ended < at.saturating_add(t.ttl));
+                    if self.missed.len() >= MAX_MISSED_KIDS {
+                        self.missed.remove(0);
+                    }
+                    self.missed.push((k.to_owned(), ended));
+                }
+                self.snapshot = Some(Arc::new(KeySnapshot {
+                    keys,
+                    fetched_at_ms: started,
+                }));
+                self.failures = 0;
+                self.backoff_until_ms = 0;
+                self.last_failure = None;
+                Ok(found)
+            }
+            Err(err) => {
+                self.failures = self.failures.saturating_add(1);
+                let backoff = 1000u64
+                    .saturating_mul(1 << (self.failures - 1).min(20))
+                    .min(t.interval);
+                self.backoff_until_ms = ended.saturating_add(backoff);
+                self.last_failure = Some((ended, err));
+                Err(err)
+            }
+        }
     }
 }
 
-/// How long after a failed fetch requests get 503 without fetching again, in milliseconds.
-const FAILURE_BACKOFF_MS: u64 = 1000;
-
-#[derive(Debug, Default)]
+/// One cluster's slot: its source and state.
 struct Slot {
+    source: Arc<dyn KeySource>,
     state: Mutex<State>,
-    refresh: async_lock::Mutex<()>,
 }
 
 impl Slot {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A poisoned lock only means another request panicked mid-update; the state is
-        // still a consistent value (every update is a single assignment).
+        // A poisoned lock only means another request panicked mid-update; every update leaves
+        // the state consistent, so it stays usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Why a lookup wants a fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reason {
-    Cold,
-    Expired,
-    UnknownKid,
+/// Releases a claim whose owner went away without a result (a cancelled request).
+struct ClaimGuard<'a> {
+    slot: &'a Slot,
+    id: u64,
 }
 
-enum Plan {
-    Use(Arc<KeySnapshot>),
-    Fetch(Reason),
-    Fail,
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = self.slot.lock();
+        if st.flight.is_some_and(|f| f.id == self.id) {
+            st.flight = None;
+        }
+    }
 }
 
-/// The key cache of all clusters (indexed like `Config::clusters`).
-pub struct KeyCache {
-    slots: Vec<Slot>,
-    tuning: KeyCacheConfig,
-    /// Reads the time a failed fetch ends, so the back-off runs from the failure, not from the
-    /// start of a fetch that hung until its timeout.
+/// What a fetch needs, shared by the requests and the background refreshes.
+#[derive(Clone)]
+struct Shared {
+    tuning: Tuning,
+    http: Arc<dyn HttpClient>,
     clock: Arc<dyn Clock>,
+    runtime: Arc<dyn AsyncRuntime>,
+}
+
+/// The key cache of a fixed list of sources (the exchange: `Config::clusters`, in order).
+pub struct KeyCache {
+    slots: Vec<Arc<Slot>>,
+    shared: Shared,
 }
 
 impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyCache")
-            .field("slots", &self.slots)
-            .field("tuning", &self.tuning)
+            .field("slots", &self.slots.len())
+            .field("tuning", &self.shared.tuning)
             .finish_non_exhaustive()
     }
 }
 
 impl KeyCache {
-    pub fn new(clusters: usize, tuning: KeyCacheConfig, clock: Arc<dyn Clock>) -> Self {
+    /// A cache over `sources` (looked up by index), fetching through `http`, timed by `clock`,
+    /// waiting and refreshing in the background through `runtime`.
+    pub fn new(
+        sources: Vec<Arc<dyn KeySource>>,
+        tuning: KeyCacheConfig,
+        http: Arc<dyn HttpClient>,
+        clock: Arc<dyn Clock>,
+        runtime: Arc<dyn AsyncRuntime>,
+    ) -> Self {
         KeyCache {
-            slots: (0..clusters).map(|_| Slot::default()).collect(),
-            tuning,
-            clock,
+            slots: sources
+                .into_iter()
+                .map(|source| {
+                    Arc::new(Slot {
+                        source,
+                        state: Mutex::new(State::default()),
+                    })
+                })
+                .collect(),
+            shared: Shared {
+                tuning: tuning.into(),
+                http,
+                clock,
+                runtime,
+            },
         }
     }
 
-    /// The current time in milliseconds: the clock's, never before the request's `now`.
-    fn now_ms(&self, now: u64) -> u64 {
-        self.clock.now_millis().max(now.saturating_mul(1000))
-    }
-
-    fn plan(&self, st: &State, kid: Option<&str>, now: u64, now_ms: u64) -> Plan {
-        let t = &self.tuning;
-        let recently_failed = st
-            .last_failure
-            .is_some_and(|f| now_ms < f + FAILURE_BACKOFF_MS);
-        match &st.snapshot {
-            None if recently_failed => Plan::Fail,
-            None => Plan::Fetch(Reason::Cold),
-            Some(s) if now < s.fetched_at + t.ttl => {
-                let missed =
-                    kid.is_some_and(|k| st.recently_missed(k, now, t.min_refresh_interval));
-                if s.has_kid(kid) || missed || st.kid_budget(now, t.min_refresh_interval) == 0 {
-                    Plan::Use(s.clone())
-                } else {
-                    Plan::Fetch(Reason::UnknownKid)
-                }
-            }
-            // Stale keys serve the kids they have while the issuer is failing; a kid they
-            // lack cannot be judged until the issuer answers again (503, not "unknown key").
-            Some(s) if recently_failed && s.within_grace(now, t) && s.has_kid(kid) => {
-                Plan::Use(s.clone())
-            }
-            Some(_) if recently_failed => Plan::Fail,
-            Some(_) => Plan::Fetch(Reason::Expired),
-        }
-    }
-
-    /// The keys to verify a token of cluster `idx` whose header names `kid`. May fetch.
-    /// The returned snapshot may still lack `kid` (the caller then rejects the token).
+    /// The keys to verify a token of source `idx` whose header names `kid` (rules: module docs).
+    /// The snapshot returned lacks `kid` only when that is definite.
     pub async fn keys(
         &self,
         idx: usize,
-        cluster: &(impl KeySource + ?Sized),
         kid: Option<&str>,
-        now: u64,
-        http: &dyn HttpClient,
-    ) -> Result<Arc<KeySnapshot>, FetchError> {
-        let slot = self.slots.get(idx).ok_or(FetchError::Transport)?;
-        let (plan, seen_generation) = {
-            let st = slot.lock();
-            (self.plan(&st, kid, now, self.now_ms(now)), st.generation)
+    ) -> Result<Arc<KeySnapshot>, Unavailable> {
+        let Some(slot) = self.slots.get(idx) else {
+            return Err(Unavailable {
+                reason: FetchError::Transport,
+                retry_after: 1,
+            });
         };
-        let reason = match plan {
-            Plan::Use(s) => return Ok(s),
-            Plan::Fail => return Err(FetchError::BackingOff),
-            Plan::Fetch(reason) => reason,
-        };
-
-        // Single flight: one fetch per cluster at a time; whoever waited uses its result.
-        let _guard = slot.refresh.lock().await;
-        {
-            let st = slot.lock();
-            if st.generation != seen_generation {
-                let failed = st.last_failure.is_some();
-                return match &st.snapshot {
-                    Some(s) if s.within_grace(now, &self.tuning) && (!failed || s.has_kid(kid)) => {
-                        Ok(s.clone())
-                    }
-                    _ => Err(FetchError::BackingOff),
-                };
-            }
-        }
-
-        let result = fetch_keys(cluster, http).await;
-        let mut st = slot.lock();
-        st.generation += 1;
-        if reason == Reason::UnknownKid {
-            let interval = self.tuning.min_refresh_interval;
-            st.kid_refreshes_used = KID_REFRESH_BURST - st.kid_budget(now, interval) + 1;
-            st.kid_budget_at = now;
-            let missed = match (kid, &result) {
-                (Some(k), Ok(keys)) => !keys.iter().any(|key| key.kid.as_deref() == Some(k)),
-                _ => false,
-            };
-            if let (true, Some(k)) = (missed, kid) {
-                st.missed_kids.retain(|(_, at)| now < at + interval);
-                if st.missed_kids.len() >= MAX_MISSED_KIDS {
-                    st.missed_kids.remove(0);
+        let s = &self.shared;
+        let arrival = s.clock.now_millis();
+        let mut definite_after = arrival.saturating_add(1);
+        let mut poll = POLL_FIRST;
+        loop {
+            let now = s.clock.now_millis();
+            let step = slot
+                .lock()
+                .step(kid, arrival, definite_after, now, &s.tuning);
+            match step {
+                Step::Ready(snap) => return Ok(snap),
+                Step::ReadyRefresh(snap, id) => {
+                    let (slot, shared) = (slot.clone(), s.clone());
+                    tracing::debug!(cluster = %slot.source.name(), "issuer keys past their ttl; refreshing in the background");
+                    s.runtime.spawn(Box::pin(async move {
+                        let _ = refresh(&slot, &shared, id, now, None).await;
+                    }));
+                    return Ok(snap);
                 }
-                st.missed_kids.push((k.to_owned(), now));
-            }
-        }
-        match result {
-            Ok(keys) => {
-                tracing::debug!(cluster = %cluster.name(), keys = keys.len(), ?reason, "issuer keys fetched");
-                let snap = Arc::new(KeySnapshot {
-                    keys,
-                    fetched_at: now,
-                });
-                st.snapshot = Some(snap.clone());
-                st.last_failure = None;
-                Ok(snap)
-            }
-            Err(err) => {
-                st.last_failure = Some(self.now_ms(now));
-                match &st.snapshot {
-                    Some(s) if s.within_grace(now, &self.tuning) && s.has_kid(kid) => {
-                        tracing::warn!(cluster = %cluster.name(), error = %err, "issuer key refresh failed; serving cached keys");
-                        Ok(s.clone())
+                Step::Fetch(id) => {
+                    definite_after = now;
+                    if let Err(reason) = refresh(slot, s, id, now, kid).await {
+                        let st = slot.lock();
+                        return Err(Unavailable {
+                            reason,
+                            retry_after: secs_until(st.backoff_until_ms, s.clock.now_millis()),
+                        });
                     }
-                    _ => {
-                        tracing::warn!(cluster = %cluster.name(), error = %err, "issuer keys unavailable");
-                        Err(err)
-                    }
+                    // Look again: the new keys settle whether the kid exists.
                 }
+                Step::Wait => {
+                    if now >= arrival.saturating_add(FETCH_DEADLINE.as_millis() as u64) {
+                        return Err(Unavailable {
+                            reason: FetchError::Timeout,
+                            retry_after: 1,
+                        });
+                    }
+                    s.runtime.sleep(poll).await;
+                    poll = (poll * 2).min(POLL_MAX);
+                }
+                Step::Unavailable(u) => return Err(u),
             }
         }
     }
+}
+
+/// Performs the fetch claimed as `id` (started at `started`) and stores its outcome; `kid` is
+/// remembered as missed when the new keys lack it.
+async fn refresh(
+    slot: &Slot,
+    s: &Shared,
+    id: u64,
+    started: u64,
+    kid: Option<&str>,
+) -> Result<usize, FetchError> {
+    // Dropped after `finish` (a no-op then), or with this future when its owner goes away.
+    let _guard = ClaimGuard { slot, id };
+    let fetched = with_deadline(
+        s.runtime.sleep(FETCH_DEADLINE),
+        fetch_keys(slot.source.as_ref(), s.http.as_ref()),
+    )
+    .await
+    .unwrap_or(Err(FetchError::Timeout));
+    let ended = s.clock.now_millis();
+    let outcome = slot
+        .lock()
+        .finish(id, started, ended, fetched, kid, &s.tuning);
+    let name = slot.source.name();
+    match outcome {
+        Ok(keys) => tracing::debug!(cluster = %name, keys, "issuer keys fetched"),
+        Err(error) => tracing::warn!(cluster = %name, %error, "issuer key fetch failed"),
+    }
+    outcome
+}
+
+/// `work`, or `None` when `deadline` completes first.
+async fn with_deadline<T>(
+    deadline: impl Future<Output = ()>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    let mut deadline = pin!(deadline);
+    let mut work = pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn get(url: &Url) -> http::Request<Vec<u8>> {
@@ -366,6 +610,7 @@ async fn call(
 ) -> Result<http::Response<Vec<u8>>, FetchError> {
     http.execute(req).await.map_err(|e| match e {
         crate::ports::HttpError::BodyTooLarge => FetchError::TooLarge,
+        crate::ports::HttpError::Timeout => FetchError::Timeout,
         _ => FetchError::Transport,
     })
 }
@@ -381,3 +626,6 @@ async fn fetch_keys(
     };
     parse_jwks_response(&call(http, jwks_request(&jwks_url)).await?)
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,7 @@ use txbridge_signer::PublicJwk;
 use url::Url;
 
 use crate::policy::{Glob, Policy};
+use crate::workload::{self, WorkloadTemplate};
 
 /// Why a config was rejected. Messages name the offending key, never a secret.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,22 @@ pub enum ConfigError {
     Parse(String),
     #[error("config: {0}")]
     Invalid(String),
+}
+
+/// The parser's message and where, never the source excerpt `toml`'s `Display` adds (the
+/// offending line may hold a value that must not reach a log, e.g. a misplaced private key).
+fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e
+        .span()
+        .map(|span| {
+            let line = text
+                .get(..span.start)
+                .map_or(0, |t| t.matches('\n').count())
+                + 1;
+            format!(" (line {line})")
+        })
+        .unwrap_or_default();
+    ConfigError::Parse(format!("{}{at}", e.message().trim_end()))
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -88,21 +105,59 @@ pub struct RawConfig {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSigner {
-    /// "local" (key from TXBRIDGE_SIGNING_KEY) or "kms".
+    /// "local" (key from TXBRIDGE_SIGNING_KEY), "kms" or "kms-wrapped".
     pub kind: String,
     /// KMS key id, ARN, alias name or alias ARN (kms only).
     #[serde(default)]
     pub key_id: Option<String>,
+    /// Base64 `PrivateKeyCiphertextBlob` of a P-256 key pair made by KMS
+    /// `GenerateDataKeyPairWithoutPlaintext` (kms-wrapped only).
+    #[serde(default)]
+    pub wrapped_key: Option<String>,
     /// Previous KMS keys whose public keys stay published (rotation overlap; kms only).
     #[serde(default)]
     pub previous_key_ids: Vec<String>,
     /// Previous public keys (P-256 JWKs) that stay published in the JWKS.
     #[serde(default)]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")
-    )]
-    pub previous_public_keys: Vec<PublicJwk>,
+    pub previous_public_keys: Vec<RawPublicJwk>,
+}
+
+/// An entry of `signer.previous_public_keys`: a public P-256 JWK and nothing else.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawPublicJwk {
+    /// "EC".
+    pub kty: String,
+    /// "P-256".
+    pub crv: String,
+    /// base64url x coordinate.
+    pub x: String,
+    /// base64url y coordinate.
+    pub y: String,
+    /// Key id; default: the RFC 7638 thumbprint.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// "sig" when present.
+    #[serde(default, rename = "use")]
+    pub use_: Option<String>,
+    /// "ES256" when present.
+    #[serde(default)]
+    pub alg: Option<String>,
+    /// Never allowed: present only so that a private key is named as such in the error.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    d: Option<Redacted>,
+}
+
+/// A config value that is never read or echoed (a private key member given by mistake).
+#[derive(Deserialize)]
+struct Redacted(#[allow(dead_code)] serde::de::IgnoredAny);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// `[[clusters]]`.
@@ -125,6 +180,10 @@ pub struct RawCluster {
     /// Accepted algorithms: RS256 and/or ES256. Default both.
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
+    /// `req_wl` of this cluster's subjects: a template with `${cluster}`, `${namespace}` and
+    /// `${service_account}`. Default `${cluster}:${namespace}:${service_account}`.
+    #[serde(default)]
+    pub workload_id: Option<String>,
     /// Tests/dev only: allow http:// issuer, discovery and JWKS URLs on loopback hosts.
     #[serde(default)]
     pub insecure_allow_http_loopback: bool,
@@ -147,6 +206,10 @@ pub struct RawPolicy {
     /// "${cluster}", "${namespace}" or "${service_account}" for the verified subject's own.
     #[serde(default)]
     pub tctx_constraints: std::collections::BTreeMap<String, String>,
+    /// Extra `req_wl` names (globs, `*` wildcard) the matching subjects may claim in the
+    /// `X-Txbridge-Workload` header, besides their own workload id.
+    #[serde(default)]
+    pub workloads: Vec<String>,
 }
 
 /// `[key_cache]`.
@@ -157,10 +220,12 @@ pub struct RawKeyCache {
     /// How long fetched keys are fresh. Default 5m.
     #[serde(default)]
     pub ttl: Option<String>,
-    /// Unknown-`kid` refreshes: a burst of 10, then one per this interval. Default 10s.
+    /// Unknown-`kid` refreshes: at most one per this interval; also the longest failure back-off.
+    /// Default 10s.
     #[serde(default)]
     pub min_refresh_interval: Option<String>,
-    /// How long expired keys keep serving while the issuer is unreachable. Default 1h.
+    /// How long keys past `ttl` are still served (at once, refreshed in the background, and
+    /// while the issuer is unreachable). Default 1h.
     #[serde(default)]
     pub stale_grace: Option<String>,
 }
@@ -179,6 +244,9 @@ pub enum SignerKind {
         key_id: String,
         previous_key_ids: Vec<String>,
     },
+    /// A P-256 key wrapped by AWS KMS (`PrivateKeyCiphertextBlob`, base64), decrypted once per
+    /// cold start.
+    KmsWrapped { wrapped_key: String },
 }
 
 /// The compiled `[signer]` section.
@@ -199,6 +267,8 @@ pub struct Cluster {
     pub jwks_url: Option<Url>,
     pub audiences: Vec<String>,
     pub algorithms: Vec<Algorithm>,
+    /// Renders the `req_wl` of this cluster's subjects.
+    pub workload_id: WorkloadTemplate,
     pub insecure_allow_http_loopback: bool,
 }
 
@@ -248,7 +318,7 @@ const MAX_SUBJECT_LIFETIME: u64 = 400 * 24 * 3600;
 impl Config {
     /// Parses and compiles a TOML config document.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| parse_error(text, &e))?;
         Config::try_from(raw)
     }
 
@@ -480,13 +550,36 @@ fn compile_signer(raw: Option<RawSigner>) -> Result<SignerConfig, ConfigError> {
         });
     };
     let kind = match raw.kind.as_str() {
-        "local" => {
-            if raw.key_id.is_some() || !raw.previous_key_ids.is_empty() {
+        "local" | "kms-wrapped" if raw.key_id.is_some() || !raw.previous_key_ids.is_empty() => {
+            return Err(invalid(
+                "signer.key_id and signer.previous_key_ids are for kind = \"kms\" only",
+            ));
+        }
+        "local" | "kms" if raw.wrapped_key.is_some() => {
+            return Err(invalid(
+                "signer.wrapped_key is for kind = \"kms-wrapped\" only",
+            ));
+        }
+        "local" => SignerKind::Local,
+        "kms-wrapped" => {
+            let wrapped_key = raw
+                .wrapped_key
+                .map(|k| k.split_whitespace().collect::<String>())
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| {
+                    invalid("signer.wrapped_key is required for kind = \"kms-wrapped\"")
+                })?;
+            let decoded = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                wrapped_key.as_bytes(),
+            );
+            if !decoded.is_ok_and(|b| !b.is_empty() && b.len() <= 6 * 1024) {
                 return Err(invalid(
-                    "signer.key_id and signer.previous_key_ids are for kind = \"kms\" only",
+                    "signer.wrapped_key must be the base64 PrivateKeyCiphertextBlob of \
+                     GenerateDataKeyPairWithoutPlaintext",
                 ));
             }
-            SignerKind::Local
+            SignerKind::KmsWrapped { wrapped_key }
         }
         "kms" => {
             let key_id = raw
@@ -501,15 +594,34 @@ fn compile_signer(raw: Option<RawSigner>) -> Result<SignerConfig, ConfigError> {
                 previous_key_ids: raw.previous_key_ids,
             }
         }
-        _ => return Err(invalid("signer.kind must be \"local\" or \"kms\"")),
+        _ => {
+            return Err(invalid(
+                "signer.kind must be \"local\", \"kms\" or \"kms-wrapped\"",
+            ));
+        }
     };
     let previous_public_keys = raw
         .previous_public_keys
         .into_iter()
         .enumerate()
-        .map(|(i, jwk)| {
-            jwk.normalized()
-                .map_err(|e| invalid(format!("signer.previous_public_keys[{i}]: {e}")))
+        .map(|(i, raw)| {
+            if raw.d.is_some() {
+                return Err(invalid(format!(
+                    "signer.previous_public_keys[{i}] has a private key member (d): only public \
+                     keys may be listed"
+                )));
+            }
+            PublicJwk {
+                kty: raw.kty,
+                crv: raw.crv,
+                x: raw.x,
+                y: raw.y,
+                kid: raw.kid,
+                use_: raw.use_,
+                alg: raw.alg,
+            }
+            .normalized()
+            .map_err(|e| invalid(format!("signer.previous_public_keys[{i}]: {e}")))
         })
         .collect::<Result<_, _>>()?;
     Ok(SignerConfig {
@@ -568,6 +680,11 @@ fn compile_cluster(i: usize, rc: RawCluster) -> Result<Cluster, ConfigError> {
             algs
         }
     };
+    let workload_id = match rc.workload_id.as_deref() {
+        None => WorkloadTemplate::default(),
+        Some(t) => WorkloadTemplate::compile(t)
+            .map_err(|why| invalid(format!("clusters[{i}].workload_id {why}")))?,
+    };
     Ok(Cluster {
         name: rc.name,
         issuer: rc.issuer,
@@ -575,6 +692,7 @@ fn compile_cluster(i: usize, rc: RawCluster) -> Result<Cluster, ConfigError> {
         jwks_url,
         audiences: rc.audiences,
         algorithms,
+        workload_id,
         insecure_allow_http_loopback: http,
     })
 }
@@ -601,12 +719,21 @@ fn compile_policy(i: usize, rp: RawPolicy) -> Result<Policy, ConfigError> {
             )));
         }
     }
+    let workloads = rp
+        .workloads
+        .iter()
+        .map(|w| {
+            workload::compile_glob(w)
+                .map_err(|why| invalid(format!("policies[{i}].workloads {why}")))
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Policy {
         cluster: glob("cluster", &rp.cluster)?,
         namespace: glob("namespace", &rp.namespace)?,
         service_account: glob("service_account", &rp.service_account)?,
         scopes,
         tctx_constraints: rp.tctx_constraints,
+        workloads,
     })
 }
 

@@ -197,6 +197,84 @@ fn rejections_name_the_key() {
             "scopes",
         ),
         (
+            "workload_id with an unknown placeholder",
+            with("", "").replace("audiences", "workload_id = \"${pod}/x\"\naudiences"),
+            "clusters[0].workload_id",
+        ),
+        (
+            "workload_id with a comma",
+            with("", "").replace("audiences", "workload_id = \"a,${namespace}\"\naudiences"),
+            "clusters[0].workload_id",
+        ),
+        (
+            "workload_id with a space",
+            with("", "").replace("audiences", "workload_id = \"a ${namespace}\"\naudiences"),
+            "clusters[0].workload_id",
+        ),
+        (
+            "workload_id empty",
+            with("", "").replace("audiences", "workload_id = \"\"\naudiences"),
+            "clusters[0].workload_id",
+        ),
+        (
+            "policy workloads with a comma",
+            with(
+                "",
+                "[[policies]]\ncluster = \"*\"\nnamespace = \"a\"\nservice_account = \"b\"\nscopes = []\nworkloads = [\"a,b\"]",
+            ),
+            "policies[0].workloads",
+        ),
+        (
+            "policy workloads empty entry",
+            with(
+                "",
+                "[[policies]]\ncluster = \"*\"\nnamespace = \"a\"\nservice_account = \"b\"\nscopes = []\nworkloads = [\"\"]",
+            ),
+            "policies[0].workloads",
+        ),
+        (
+            "previous key with an unknown member",
+            with(
+                "[signer]\nkind = \"local\"\nprevious_public_keys = [{kty = \"EC\", crv = \"P-256\", x = \"AA\", y = \"AA\", ext = true}]",
+                "",
+            ),
+            "unknown field",
+        ),
+        (
+            "previous key with a private member",
+            with(
+                "[signer]\nkind = \"local\"\nprevious_public_keys = [{kty = \"EC\", crv = \"P-256\", x = \"AA\", y = \"AA\", d = \"c2VjcmV0LXByaXZhdGUta2V5LW1hdGVyaWFs\"}]",
+                "",
+            ),
+            "private key member (d)",
+        ),
+        (
+            "kms-wrapped without a wrapped key",
+            with("[signer]\nkind = \"kms-wrapped\"", ""),
+            "signer.wrapped_key is required",
+        ),
+        (
+            "kms-wrapped key not base64",
+            with(
+                "[signer]\nkind = \"kms-wrapped\"\nwrapped_key = \"not base64!\"",
+                "",
+            ),
+            "signer.wrapped_key must be",
+        ),
+        (
+            "kms-wrapped with a key id",
+            with(
+                "[signer]\nkind = \"kms-wrapped\"\nwrapped_key = \"AQID\"\nkey_id = \"alias/x\"",
+                "",
+            ),
+            "kind = \"kms\" only",
+        ),
+        (
+            "wrapped key on a local signer",
+            with("[signer]\nkind = \"local\"\nwrapped_key = \"AQID\"", ""),
+            "kms-wrapped\" only",
+        ),
+        (
             "policy unknown key",
             with(
                 "",
@@ -212,6 +290,76 @@ fn rejections_name_the_key() {
             "{name}: {err:?} should mention {needle:?}"
         );
     }
+}
+
+#[test]
+fn workload_ids_and_globs() {
+    let text = with(
+        "",
+        "[[policies]]\ncluster = \"*\"\nnamespace = \"*\"\nservice_account = \"*\"\nscopes = []\nworkloads = [\"spiffe://x/*\", \"web\"]",
+    )
+    .replace(
+        "audiences",
+        "workload_id = \"spiffe://example.test/ns/${namespace}/sa/${service_account}\"\naudiences",
+    );
+    let c = Config::from_toml_str(&text).unwrap();
+    assert_eq!(
+        c.clusters()[0]
+            .workload_id
+            .render("prod-eu", "payments", "checkout"),
+        "spiffe://example.test/ns/payments/sa/checkout"
+    );
+    assert_eq!(c.policies[0].workloads.len(), 2);
+    assert!(c.policies[0].workloads[0].matches("spiffe://x/anything"));
+    // The default template.
+    let c = Config::from_toml_str(&with("", "")).unwrap();
+    assert_eq!(
+        c.clusters()[0]
+            .workload_id
+            .render("prod-eu", "payments", "checkout"),
+        "prod-eu:payments:checkout"
+    );
+}
+
+/// No error message carries what the config holds in a place it should not: the parser's
+/// message and line only, never the offending line itself.
+#[test]
+fn errors_never_echo_a_private_key() {
+    let secret = "c2VjcmV0LXByaXZhdGUta2V5LW1hdGVyaWFs";
+    for member in ["d", "p", "q", "dp", "k"] {
+        let text = with(
+            &format!(
+                "[signer]\nkind = \"local\"\nprevious_public_keys = [{{kty = \"EC\", crv = \"P-256\", x = \"AA\", y = \"AA\", {member} = \"{secret}\"}}]"
+            ),
+            "",
+        );
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(!err.contains(secret), "{member}: {err}");
+        assert!(
+            err.contains("previous_public_keys") || err.contains("line"),
+            "{member}: {err}"
+        );
+    }
+    let err = Config::from_toml_str(&format!("issuer = \"{secret}\"\n[[clusters]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains(secret), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+}
+
+#[test]
+fn kms_wrapped_signer() {
+    let c = Config::from_toml_str(&with(
+        "[signer]\nkind = \"kms-wrapped\"\nwrapped_key = \"\"\"\nAQIDBAUG\nBwgJ\n\"\"\"",
+        "",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.signer().kind,
+        SignerKind::KmsWrapped {
+            wrapped_key: "AQIDBAUGBwgJ".into()
+        }
+    );
 }
 
 #[test]

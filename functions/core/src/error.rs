@@ -102,8 +102,16 @@ pub enum Error {
     UnsupportedSubjectTokenType,
     #[error("unsupported requested_token_type")]
     UnsupportedRequestedTokenType,
-    #[error("actor tokens are not supported")]
+    #[error("actor tokens are only accepted when replacing a transaction token")]
     ActorTokenNotSupported,
+    #[error("replacing a transaction token requires an actor_token")]
+    ActorTokenRequired,
+    #[error("invalid actor token: {0}")]
+    ActorToken(SubjectTokenError),
+    #[error("actor not authorized")]
+    ActorNotAuthorized,
+    #[error("workload not authorized")]
+    WorkloadNotAuthorized,
     #[error("the requested audience is not served")]
     InvalidTarget,
     #[error("requested scope is invalid or exceeds what the subject may be granted")]
@@ -118,6 +126,8 @@ pub enum Error {
     TctxImmutable,
     #[error("the transaction token was replaced too many times")]
     ReplacementChainTooLong,
+    #[error("the transaction token was not signed by the active key")]
+    ReplacementKeyRetired,
     #[error("subject not authorized")]
     NotAuthorized,
     #[error("request_details conflicts with the verified subject")]
@@ -125,7 +135,10 @@ pub enum Error {
     #[error("request_context may not set a reserved claim")]
     RequestContextReserved,
     #[error("issuer keys are temporarily unavailable")]
-    UpstreamUnavailable,
+    UpstreamUnavailable {
+        /// Seconds until a retry can succeed (`Retry-After`): until the next fetch is allowed.
+        retry_after: u32,
+    },
     #[error("token signing is temporarily unavailable")]
     SigningUnavailable,
     #[error("internal error")]
@@ -152,7 +165,7 @@ impl From<&Error> for WireError {
             Error::UnsupportedGrantType => (StatusCode::BAD_REQUEST, UnsupportedGrantType),
             Error::InvalidTarget => (StatusCode::BAD_REQUEST, InvalidTarget),
             Error::InvalidScope => (StatusCode::BAD_REQUEST, InvalidScope),
-            Error::UpstreamUnavailable | Error::SigningUnavailable => {
+            Error::UpstreamUnavailable { .. } | Error::SigningUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, TemporarilyUnavailable)
             }
             Error::Internal => (StatusCode::INTERNAL_SERVER_ERROR, ServerError),
@@ -164,6 +177,11 @@ impl From<&Error> for WireError {
             | Error::UnsupportedSubjectTokenType
             | Error::UnsupportedRequestedTokenType
             | Error::ActorTokenNotSupported
+            | Error::ActorTokenRequired
+            | Error::ActorToken(_)
+            | Error::ActorNotAuthorized
+            | Error::WorkloadNotAuthorized
+            | Error::ReplacementKeyRetired
             | Error::SubjectToken(_)
             | Error::TxnToken(_)
             | Error::TctxImmutable
@@ -173,7 +191,7 @@ impl From<&Error> for WireError {
             | Error::RequestContextReserved => (StatusCode::BAD_REQUEST, InvalidRequest),
         };
         let retry_after = match err {
-            Error::UpstreamUnavailable => Some(5),
+            Error::UpstreamUnavailable { retry_after } => Some((*retry_after).max(1)),
             Error::SigningUnavailable => Some(2),
             _ => None,
         };

@@ -32,11 +32,18 @@ impl fmt::Debug for SubjectToken {
     }
 }
 
+/// Most scope tokens a request may name. Parsing stops at the first token beyond it, so a
+/// hostile `scope` costs time linear in its length.
+pub const MAX_SCOPES: usize = 64;
+
 /// A token exchange request, parsed once.
 #[derive(Debug)]
 pub struct ExchangeRequest {
     pub subject_token: SubjectToken,
     pub subject_token_type: &'static str,
+    /// The actor's own token (RFC 8693 `actor_token`), with its type; only a replacement takes
+    /// one.
+    pub actor_token: Option<(SubjectToken, &'static str)>,
     pub audience: Option<String>,
     /// Requested scopes, de-duplicated in request order; None when `scope` was absent.
     pub scope: Option<Vec<String>>,
@@ -114,6 +121,27 @@ fn pairs(body: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     })
 }
 
+/// Splits a `scope` value (RFC 6749 §3.3) into its tokens, de-duplicated in request order.
+/// Refuses an invalid token and more than [`MAX_SCOPES`] tokens (duplicates included) as soon as
+/// it meets them: never more than `MAX_SCOPES + 1` tokens are looked at, each compared with at
+/// most `MAX_SCOPES` others, so the cost is linear in the length of `s`.
+pub fn parse_scope(s: &str) -> Result<Vec<String>, Error> {
+    parse_scope_tokens(s.split(' ').filter(|t| !t.is_empty()))
+}
+
+fn parse_scope_tokens<'a>(tokens: impl Iterator<Item = &'a str>) -> Result<Vec<String>, Error> {
+    let mut scopes: Vec<String> = Vec::new();
+    for (i, tok) in tokens.enumerate() {
+        if i == MAX_SCOPES || !valid_scope_token(tok) {
+            return Err(Error::InvalidScope);
+        }
+        if !scopes.iter().any(|x| x == tok) {
+            scopes.push(tok.to_owned());
+        }
+    }
+    Ok(scopes)
+}
+
 /// Parses the form body. Duplicate parameters are rejected (RFC 6749 §3.2), empty values are
 /// treated as absent, unknown parameters are ignored.
 pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Error> {
@@ -163,36 +191,31 @@ pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Error> {
         None | Some(TOKEN_TYPE_TXN_TOKEN) => {}
         Some(_) => return Err(Error::UnsupportedRequestedTokenType),
     }
-    if take("actor_token").is_some() || take("actor_token_type").is_some() {
-        return Err(Error::ActorTokenNotSupported);
-    }
+    // RFC 8693 §2.1: actor_token_type is required with an actor_token and absent without one.
+    let actor_token = match (take("actor_token"), take("actor_token_type").as_deref()) {
+        (None, None) => None,
+        (Some(_), None) => return Err(Error::MissingParameter("actor_token_type")),
+        (None, Some(_)) => return Err(Error::InvalidParameter("actor_token_type")),
+        (Some(token), Some(kind)) => {
+            let kind = match kind {
+                TOKEN_TYPE_JWT => TOKEN_TYPE_JWT,
+                TOKEN_TYPE_ID_TOKEN => TOKEN_TYPE_ID_TOKEN,
+                _ => return Err(Error::InvalidParameter("actor_token_type")),
+            };
+            Some((SubjectToken(token.into_owned()), kind))
+        }
+    };
     if take("resource").is_some() {
         return Err(Error::InvalidTarget);
     }
     let audience = take("audience").map(Cow::into_owned);
-    let scope = match take("scope") {
-        None => None,
-        Some(s) => {
-            let mut scopes: Vec<String> = Vec::new();
-            for tok in s.split(' ').filter(|t| !t.is_empty()) {
-                if !valid_scope_token(tok) {
-                    return Err(Error::InvalidScope);
-                }
-                if !scopes.iter().any(|x| x == tok) {
-                    scopes.push(tok.to_owned());
-                }
-            }
-            if scopes.len() > 64 {
-                return Err(Error::InvalidScope);
-            }
-            Some(scopes)
-        }
-    };
+    let scope = take("scope").map(|s| parse_scope(&s)).transpose()?;
     let request_details = json_object("request_details", take("request_details"))?;
     let request_context = json_object("request_context", take("request_context"))?;
     Ok(ExchangeRequest {
         subject_token: SubjectToken(subject_token.into_owned()),
         subject_token_type,
+        actor_token,
         audience,
         scope,
         request_details,
@@ -296,9 +319,37 @@ mod tests {
                 "invalid_target",
             ),
             (
-                "actor token",
+                "actor token without its type",
                 format!("{BASE}&actor_token=x"),
                 "invalid_request",
+            ),
+            (
+                "actor token type without a token",
+                format!("{BASE}&actor_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt"),
+                "invalid_request",
+            ),
+            (
+                "unsupported actor token type",
+                format!(
+                    "{BASE}&actor_token=x&actor_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Asaml2"
+                ),
+                "invalid_request",
+            ),
+            (
+                "65 scope tokens",
+                format!(
+                    "{BASE}&scope={}",
+                    (0..65)
+                        .map(|i| format!("s{i}"))
+                        .collect::<Vec<_>>()
+                        .join("+")
+                ),
+                "invalid_scope",
+            ),
+            (
+                "65 copies of one scope token",
+                format!("{BASE}&scope={}", vec!["s"; 65].join("+")),
+                "invalid_scope",
             ),
             (
                 "bad scope char",
@@ -350,6 +401,54 @@ mod tests {
         let huge = vec![b'a'; MAX_BODY + 1];
         assert!(matches!(parse(&huge), Err(Error::PayloadTooLarge)));
         assert!(matches!(parse(&[0xff, 0xfe]), Err(Error::MalformedBody)));
+    }
+
+    #[test]
+    fn scope_parsing() {
+        let ok = parse_scope("  a b  a c ").unwrap();
+        assert_eq!(ok, vec!["a", "b", "c"]);
+        let max: Vec<String> = (0..MAX_SCOPES).map(|i| format!("s{i}")).collect();
+        assert_eq!(parse_scope(&max.join(" ")).unwrap(), max);
+        assert!(matches!(parse_scope("a \"b"), Err(Error::InvalidScope)));
+    }
+
+    /// A hostile `scope` is refused after looking at `MAX_SCOPES + 1` tokens, however many
+    /// follow: the work does not grow with the number of (distinct) tokens in the body.
+    #[test]
+    fn scope_parsing_stops_at_the_cap() {
+        for distinct in [true, false] {
+            let owned: Vec<String> = (0..9_500)
+                .map(|i| {
+                    if distinct {
+                        format!("s{i}")
+                    } else {
+                        "s".to_owned()
+                    }
+                })
+                .collect();
+            let looked_at = std::cell::Cell::new(0usize);
+            let counted = owned.iter().map(|t| {
+                looked_at.set(looked_at.get() + 1);
+                t.as_str()
+            });
+            assert!(matches!(
+                parse_scope_tokens(counted),
+                Err(Error::InvalidScope)
+            ));
+            assert_eq!(looked_at.get(), MAX_SCOPES + 1, "distinct: {distinct}");
+        }
+    }
+
+    #[test]
+    fn actor_token_is_parsed() {
+        let body = format!(
+            "{BASE}&actor_token=d.e.f&actor_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt"
+        );
+        let r = parse(body.as_bytes()).unwrap();
+        let (token, kind) = r.actor_token.as_ref().unwrap();
+        assert_eq!(token.expose(), "d.e.f");
+        assert_eq!(*kind, TOKEN_TYPE_JWT);
+        assert!(!format!("{r:?}").contains("d.e.f"));
     }
 
     #[test]

@@ -6,38 +6,37 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use txbridge_signer::KeySet;
 
-use crate::cache::KeyCache;
+use crate::cache::{KeyCache, KeySource};
 use crate::config::Config;
 use crate::error::{Error, WireError};
 use crate::form::{self, ExchangeRequest, GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_TXN_TOKEN};
 use crate::jose::VerifyKey;
 use crate::mint::{self, Grant};
 use crate::policy::{self, Decision};
-use crate::ports::{Clock, HttpClient};
+use crate::ports::{AsyncRuntime, Clock, HttpClient};
 use crate::replace::{self, ReplaceRequest};
-use crate::txtoken::{self, Expectations};
+use crate::txtoken::{self, Expectations, TxTokenError};
 use crate::validate::{self, Subject};
+use crate::workload;
 
 /// Request extension a shell sets to the caller's address as its platform reports it
 /// (Lambda: the event's source IP; Worker: `CF-Connecting-IP`). Becomes `rctx.req_ip`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-/// Headers naming the requesting workload (`req_wl`), in order of preference.
-pub const WORKLOAD_HEADERS: [&str; 2] = ["x-txbridge-workload", "x-kontxt-workload"];
-const MAX_WORKLOAD_LEN: usize = 256;
+/// Headers naming the requesting workload (`req_wl`).
+pub use crate::workload::WORKLOAD_HEADERS;
 
 /// The exchange service, built once per cold start and shared by all requests.
 pub struct TxBridge {
     config: Config,
     keys: KeySet,
-    http: Arc<dyn HttpClient>,
     clock: Arc<dyn Clock>,
     cache: KeyCache,
     jwks_body: Vec<u8>,
     metadata_body: Vec<u8>,
-    /// The published keys (active + previous), parsed once: they verify replaced TxTokens.
-    own_keys: Vec<VerifyKey>,
+    /// The active key, parsed once: it verifies the TxTokens to replace.
+    active_key: Vec<VerifyKey>,
 }
 
 impl std::fmt::Debug for TxBridge {
@@ -55,31 +54,43 @@ struct Issued {
     txn: String,
     subject: Subject,
     scope: String,
-    /// A replacement of a TxToken rather than an exchange of an SA token.
-    replacement: bool,
+    /// The authenticated workload that asked to replace a TxToken (a replacement), or `None`
+    /// (an exchange of an SA token).
+    actor: Option<String>,
 }
 
 impl TxBridge {
+    /// The service from its config and keys, and the shell's ports: outbound HTTP (discovery,
+    /// JWKS), the clock, and the async runtime (timers, background key refreshes).
     pub fn new(
         config: Config,
         keys: KeySet,
         http: Arc<dyn HttpClient>,
         clock: Arc<dyn Clock>,
+        runtime: Arc<dyn AsyncRuntime>,
     ) -> Self {
-        let cache = KeyCache::new(config.clusters.len(), config.key_cache, clock.clone());
+        let sources = config
+            .clusters
+            .iter()
+            .map(|c| Arc::new(c.clone()) as Arc<dyn KeySource>)
+            .collect();
+        let cache = KeyCache::new(sources, config.key_cache, http, clock.clone(), runtime);
         let jwks_body = serde_json::to_vec(&keys.jwks()).unwrap_or_default();
         let metadata_body = serde_json::to_vec(&metadata(&config)).unwrap_or_default();
-        // KeySet only holds checked P-256 keys with a kid, so this cannot drop one.
-        let own_keys = txtoken::parse_keys(&jwks_body).unwrap_or_default();
+        // The active key is a checked P-256 key with a kid, so this cannot drop it.
+        let active = serde_json::json!({ "keys": [keys.signer().public_jwk()] });
+        let active_key = serde_json::to_vec(&active)
+            .ok()
+            .and_then(|body| txtoken::parse_keys(&body).ok())
+            .unwrap_or_default();
         TxBridge {
             config,
             keys,
-            http,
             clock,
             cache,
             jwks_body,
             metadata_body,
-            own_keys,
+            active_key,
         }
     }
 
@@ -133,7 +144,12 @@ impl TxBridge {
 
     async fn exchange(&self, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
         let started = self.clock.now_millis();
-        let digest = subject_digest(req.body());
+        // Only a body within the size cap is read at all, for the fingerprint too.
+        let digest = if req.body().len() <= form::MAX_BODY {
+            subject_digest(req.body())
+        } else {
+            "-".to_owned()
+        };
         match self.try_exchange(req).await {
             Ok(issued) => {
                 tracing::info!(
@@ -143,7 +159,8 @@ impl TxBridge {
                     namespace = %issued.subject.namespace,
                     service_account = %issued.subject.service_account,
                     scope = %issued.scope,
-                    replacement = issued.replacement,
+                    replacement = issued.actor.is_some(),
+                    actor = issued.actor.as_deref(),
                     subject_digest = %digest,
                     latency_ms = self.clock.now_millis().saturating_sub(started),
                     "token exchange"
@@ -177,7 +194,7 @@ impl TxBridge {
             return Err(Error::UnsupportedContentType);
         }
         let client_ip = req.extensions().get::<ClientIp>().map(|c| c.0);
-        let workload = workload_header(&req)?;
+        let claimed = workload::claimed(req.headers())?;
         let exchange: ExchangeRequest = form::parse(req.body())?;
         if exchange
             .audience
@@ -189,30 +206,36 @@ impl TxBridge {
 
         let now = self.clock.now();
         if exchange.subject_token_type == TOKEN_TYPE_TXN_TOKEN {
-            return self.try_replace(exchange, workload, now).await;
+            return self.try_replace(exchange, claimed, now).await;
+        }
+        if exchange.actor_token.is_some() {
+            return Err(Error::ActorTokenNotSupported);
         }
         let subject = validate::validate(
             &self.config,
             &self.cache,
-            self.http.as_ref(),
             exchange.subject_token.expose(),
             now,
         )
         .await
         .inspect_err(|e| tracing::debug!(reason = %e, "subject token rejected"))?;
 
-        let ceiling =
-            match policy::evaluate(&self.config.policies, &subject, &exchange.request_details) {
-                Decision::Allow { ceiling } => ceiling,
-                Decision::Deny => return Err(Error::NotAuthorized),
-            };
+        let policies = &self.config.policies;
+        let ceiling = match policy::evaluate(policies, &subject, &exchange.request_details) {
+            Decision::Allow { ceiling } => ceiling,
+            Decision::Deny => return Err(Error::NotAuthorized),
+        };
+        let req_wl = workload::authorize(
+            claimed,
+            &subject.workload_id,
+            policy::workload_globs(policies, &subject, &exchange.request_details),
+        )?;
         let scope = policy::grant(&ceiling, exchange.scope.as_deref()).ok_or_else(|| {
             tracing::debug!(cluster = %subject.cluster, namespace = %subject.namespace,
                 service_account = %subject.service_account, "requested scope exceeds the ceiling");
             Error::InvalidScope
         })?;
 
-        let req_wl = workload.unwrap_or_else(|| subject.workload_id());
         let minted = mint::mint(
             &self.config.issuer,
             &self.config.trust_domain,
@@ -238,15 +261,16 @@ impl TxBridge {
             txn: minted.txn,
             subject,
             scope,
-            replacement: false,
+            actor: None,
         })
     }
 
-    /// A replacement TxToken for a TxToken of this service (rules in [`crate::replace`]).
+    /// A replacement TxToken for a TxToken of this service, requested by the workload its
+    /// `actor_token` authenticates (rules in [`crate::replace`]).
     async fn try_replace(
         &self,
         exchange: ExchangeRequest,
-        workload: Option<String>,
+        claimed: Option<String>,
         now: u64,
     ) -> Result<Issued, Error> {
         let expect = Expectations {
@@ -254,13 +278,46 @@ impl TxBridge {
             audience: &self.config.trust_domain,
             leeway: self.config.leeway,
         };
-        let original = txtoken::verify(
-            exchange.subject_token.expose(),
-            &self.own_keys,
-            &expect,
-            now,
-        )
-        .inspect_err(|e| tracing::debug!(reason = %e, "transaction token to replace rejected"))?;
+        let token = exchange.subject_token.expose();
+        let original = txtoken::verify(token, &self.active_key, &expect, now)
+            .map_err(|e| match e {
+                TxTokenError::UnknownKey if self.signed_by_retired_key(token) => {
+                    Error::ReplacementKeyRetired
+                }
+                e => Error::TxnToken(e),
+            })
+            .inspect_err(
+                |e| tracing::debug!(reason = %e, "transaction token to replace rejected"),
+            )?;
+
+        // The replacing workload: its own SA token, validated like a subject token, allowed by a
+        // policy (default deny); its workload id under the header rules.
+        let (actor_token, _) = exchange
+            .actor_token
+            .as_ref()
+            .ok_or(Error::ActorTokenRequired)?;
+        let actor = validate::validate(&self.config, &self.cache, actor_token.expose(), now)
+            .await
+            .map_err(|e| match e {
+                Error::SubjectToken(e) => Error::ActorToken(e),
+                e => e,
+            })
+            .inspect_err(|e| tracing::debug!(reason = %e, "actor token rejected"))?;
+        let policies = &self.config.policies;
+        if policy::applicable(policies, &actor, &original.tctx)
+            .next()
+            .is_none()
+        {
+            tracing::debug!(cluster = %actor.cluster, namespace = %actor.namespace,
+                service_account = %actor.service_account, "no policy matches the actor");
+            return Err(Error::ActorNotAuthorized);
+        }
+        let actor_workload = workload::authorize(
+            claimed,
+            &actor.workload_id,
+            policy::workload_globs(policies, &actor, &original.tctx),
+        )?;
+
         let planned = replace::plan(
             &self.config,
             original,
@@ -268,7 +325,7 @@ impl TxBridge {
                 scope: exchange.scope.as_deref(),
                 request_details: exchange.request_details,
                 request_context: exchange.request_context,
-                workload,
+                actor_workload: actor_workload.clone(),
             },
             now,
         )?;
@@ -280,7 +337,18 @@ impl TxBridge {
             txn: planned.txn,
             subject: planned.subject,
             scope,
-            replacement: true,
+            actor: Some(actor_workload),
+        })
+    }
+
+    /// Does the token name (in its header) one of the previous keys the JWKS still publishes?
+    fn signed_by_retired_key(&self, token: &str) -> bool {
+        let kid = crate::jose::parse_compact(token)
+            .ok()
+            .and_then(|jws| jws.kid);
+        kid.is_some_and(|kid| {
+            kid != self.keys.signer().key_id()
+                && self.keys.public_keys().iter().any(|k| k.kid() == kid)
         })
     }
 }
@@ -366,24 +434,6 @@ fn sha256(bytes: &[u8]) -> impl AsRef<[u8]> {
 fn sha256(bytes: &[u8]) -> impl AsRef<[u8]> {
     use sha2::{Digest as _, Sha256};
     Sha256::digest(bytes)
-}
-
-fn workload_header(req: &Request<Vec<u8>>) -> Result<Option<String>, Error> {
-    for name in WORKLOAD_HEADERS {
-        let mut values = req.headers().get_all(name).iter();
-        let Some(v) = values.next() else { continue };
-        if values.next().is_some() {
-            return Err(Error::InvalidParameter("X-Txbridge-Workload"));
-        }
-        let ok = v.len() <= MAX_WORKLOAD_LEN
-            && !v.is_empty()
-            && v.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b));
-        if !ok {
-            return Err(Error::InvalidParameter("X-Txbridge-Workload"));
-        }
-        return Ok(v.to_str().ok().map(str::to_owned));
-    }
-    Ok(None)
 }
 
 fn metadata(config: &Config) -> serde_json::Value {

@@ -34,8 +34,15 @@ struct RawHeader {
     kid: Option<String>,
     #[serde(default)]
     typ: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
+    /// Present with any value, `null` included. txbridge understands no extension, so a token
+    /// that has a `crit` member at all is refused (RFC 7515 §4.1.11).
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// `true` for a member that is present, whatever its value (`null` too).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// A parsed, not yet verified, compact JWS.
@@ -167,7 +174,7 @@ pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, E> {
     let payload = b64_decode(p).ok_or(E::Malformed)?;
     let signature = b64_decode(s).ok_or(E::Malformed)?;
     let header: RawHeader = strict_json(&header_bytes).ok_or(E::BadHeader)?;
-    if header.crit.is_some() {
+    if header.crit {
         return Err(E::CritHeader);
     }
     if header
@@ -468,6 +475,26 @@ mod tests {
             (
                 "crit",
                 format!("{}.{p}.c2ln", enc(r#"{"alg":"RS256","crit":["exp"]}"#)),
+                E::CritHeader,
+            ),
+            (
+                "crit null",
+                format!("{}.{p}.c2ln", enc(r#"{"alg":"RS256","crit":null}"#)),
+                E::CritHeader,
+            ),
+            (
+                "crit empty array",
+                format!("{}.{p}.c2ln", enc(r#"{"alg":"RS256","crit":[]}"#)),
+                E::CritHeader,
+            ),
+            (
+                "crit not an array",
+                format!("{}.{p}.c2ln", enc(r#"{"alg":"RS256","crit":"b64"}"#)),
+                E::CritHeader,
+            ),
+            (
+                "crit object",
+                format!("{}.{p}.c2ln", enc(r#"{"alg":"RS256","crit":{}}"#)),
                 E::CritHeader,
             ),
             (

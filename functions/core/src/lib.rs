@@ -21,12 +21,13 @@ pub mod ports;
 pub mod replace;
 pub mod txtoken;
 pub mod validate;
+pub mod workload;
 
 pub use config::{Algorithm, Cluster, Config, ConfigError, SignerConfig, SignerKind};
 pub use error::{Error, ErrorCode, SubjectTokenError};
 pub use handler::{ClientIp, TxBridge, error_response, unavailable_response};
 #[cfg(not(target_arch = "wasm32"))]
 pub use ports::SystemClock;
-pub use ports::{Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY};
+pub use ports::{AsyncRuntime, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY, Task};
 pub use txbridge_signer::{KeySet, PublicJwk, Signer};
 pub use txtoken::{TxTokenClaims, TxTokenError};

@@ -23,10 +23,15 @@ impl Glob {
         {
             return Err("may contain only lowercase letters, digits, '-', '_', '.' and '*'");
         }
-        Ok(Glob {
+        Ok(Glob::unchecked(pattern))
+    }
+
+    /// A glob of any characters (the caller checked them); `*` is the wildcard.
+    pub(crate) fn unchecked(pattern: &str) -> Glob {
+        Glob {
             parts: pattern.split('*').map(str::to_owned).collect(),
             wildcard: pattern.contains('*'),
-        })
+        }
     }
 
     pub fn matches(&self, name: &str) -> bool {
@@ -61,6 +66,8 @@ pub struct Policy {
     pub(crate) service_account: Glob,
     pub(crate) scopes: Vec<String>,
     pub(crate) tctx_constraints: BTreeMap<String, String>,
+    /// Extra `req_wl` names the subjects of this policy may claim (globs).
+    pub(crate) workloads: Vec<Glob>,
 }
 
 impl Policy {
@@ -96,6 +103,37 @@ pub enum Decision {
     Allow { ceiling: Vec<String> },
 }
 
+/// The policies that apply to a subject with these `request_details`: those matching it whose
+/// tctx constraints hold.
+pub fn applicable<'a>(
+    policies: &'a [Policy],
+    subject: &'a Subject,
+    details: &'a serde_json::Map<String, serde_json::Value>,
+) -> impl Iterator<Item = &'a Policy> + 'a {
+    policies.iter().enumerate().filter_map(move |(i, policy)| {
+        if !policy.matches(subject) {
+            return None;
+        }
+        if !policy.constraints_hold(subject, details) {
+            tracing::debug!(
+                policy = i,
+                "policy matched but its tctx constraints do not hold"
+            );
+            return None;
+        }
+        Some(policy)
+    })
+}
+
+/// The `workloads` globs of the policies that apply (see [`applicable`]).
+pub fn workload_globs<'a>(
+    policies: &'a [Policy],
+    subject: &'a Subject,
+    details: &'a serde_json::Map<String, serde_json::Value>,
+) -> impl Iterator<Item = &'a Glob> + 'a {
+    applicable(policies, subject, details).flat_map(|p| p.workloads.iter())
+}
+
 /// Evaluates the policies for a verified subject and its `request_details`.
 pub fn evaluate(
     policies: &[Policy],
@@ -104,17 +142,7 @@ pub fn evaluate(
 ) -> Decision {
     let mut matched = false;
     let mut ceiling: Vec<String> = Vec::new();
-    for (i, policy) in policies.iter().enumerate() {
-        if !policy.matches(subject) {
-            continue;
-        }
-        if !policy.constraints_hold(subject, details) {
-            tracing::debug!(
-                policy = i,
-                "policy matched but its tctx constraints do not hold"
-            );
-            continue;
-        }
+    for policy in applicable(policies, subject, details) {
         matched = true;
         for s in &policy.scopes {
             if !ceiling.contains(s) {
@@ -188,6 +216,7 @@ mod tests {
             service_account: sa.into(),
             k8s_sub: format!("system:serviceaccount:{ns}:{sa}"),
             exp: 0,
+            workload_id: format!("{cluster}:{ns}:{sa}"),
         }
     }
 
@@ -198,6 +227,7 @@ mod tests {
             service_account: Glob::compile(sa).unwrap(),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             tctx_constraints: BTreeMap::new(),
+            workloads: Vec::new(),
         }
     }
 

@@ -57,3 +57,27 @@ impl Clock for SystemClock {
             .unwrap_or(0)
     }
 }
+
+/// A background task handed to the shell's runtime: `Send` natively, not on wasm32 (where the
+/// Workers runtime is single-threaded and JS values are not `Send`).
+#[cfg(not(target_arch = "wasm32"))]
+pub type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+/// A background task handed to the shell's runtime (wasm32: no `Send` bound).
+#[cfg(target_arch = "wasm32")]
+pub type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'static>>;
+
+/// What the core needs of the shell's async runtime: timers and background tasks.
+///
+/// Both exist so that no request ever waits on a future, waker or I/O object that another
+/// request created (the Workers runtime forbids it, and cancels such requests as hung): a request
+/// that waits for another's key fetch sleeps on its *own* timer and re-reads shared state, and a
+/// refresh of stale keys runs as a background task rather than inside someone's request.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait AsyncRuntime: Send + Sync {
+    /// Completes after `duration` (Lambda: a tokio timer; Worker: `setTimeout`).
+    async fn sleep(&self, duration: std::time::Duration);
+    /// Runs `task` in the background, past the end of the current request (Lambda: a tokio task,
+    /// which resumes in later invocations of a frozen environment; Worker: `waitUntil`).
+    fn spawn(&self, task: Task);
+}

@@ -22,11 +22,14 @@
 //! - `exp` is never extended: min(original `exp`, now + `token_lifetime`). The draft allows a
 //!   longer lifetime by TTS policy; txbridge does not, so no replacement limit is needed for
 //!   lifetime reasons. The chain is still capped ([`MAX_CHAIN`]) to bound the token size.
-//! - `req_wl` stays a string (drafts -07 to -10) and keeps the call chain: the requesting
-//!   workload of the replacement (`X-Txbridge-Workload`) is appended after a comma, the form
-//!   draft -08 gave for several workloads in `req_wl`, unless it equals the last entry. Without
-//!   the header there is no new requester to record and `req_wl` is unchanged. A workload name
-//!   containing a comma is refused here.
+//! - The replacing workload authenticates itself: the request carries its own SA token as
+//!   `actor_token`, validated like any subject token and matched against the policies (default
+//!   deny; the handler does this). Only TxTokens signed by the service's *active* key are
+//!   replaced: a token of a previous key (still published for consumers) is never re-signed.
+//! - `req_wl` stays a string (drafts -07 to -10) and keeps the call chain: the actor's workload
+//!   id (its own, or a name its policies allow in `X-Txbridge-Workload`) is appended after a
+//!   comma, the form draft -08 gave for several workloads in `req_wl`; at most [`MAX_CHAIN`]
+//!   entries.
 //! - `rctx` describes the originating request, so its values are kept (`req_ip` and `authn` of
 //!   the original request; the replacement request's own address is not recorded). Its
 //!   `req_wl` mirror (for consumers of drafts <= -06) follows the new `req_wl`.
@@ -51,8 +54,8 @@ pub(crate) struct ReplaceRequest<'a> {
     pub scope: Option<&'a [String]>,
     pub request_details: Map<String, Value>,
     pub request_context: Map<String, Value>,
-    /// The `X-Txbridge-Workload` header of this request.
-    pub workload: Option<String>,
+    /// The authenticated actor's workload id (already checked against its policies).
+    pub actor_workload: String,
 }
 
 /// The claims of the replacement and what the log line needs.
@@ -83,34 +86,32 @@ fn original_subject(config: &Config, original: &TxTokenClaims) -> Result<Subject
     if original.sub != format!("{cluster}:{k8s_sub}") {
         return Err(TxTokenError::BadClaims.into());
     }
-    if !config.clusters.iter().any(|c| c.name == cluster) {
+    let Some(trusted) = config.clusters.iter().find(|c| c.name == cluster) else {
         tracing::debug!(cluster = %cluster, "replacement: the cluster is no longer trusted");
         return Err(Error::NotAuthorized);
-    }
+    };
+    let workload_id = trusted
+        .workload_id
+        .render(&cluster, &namespace, &service_account);
     Ok(Subject {
         cluster,
         namespace,
         service_account,
         k8s_sub,
         exp: original.exp,
+        workload_id,
     })
 }
 
-/// The `req_wl` call chain after a replacement requested by `workload`.
-fn extend_chain(
-    original: Option<&str>,
-    workload: Option<String>,
-    own: String,
-) -> Result<String, Error> {
-    if workload.as_deref().is_some_and(|w| w.contains(',')) {
-        return Err(Error::InvalidParameter("X-Txbridge-Workload"));
+/// The `req_wl` call chain after a replacement requested by the workload `actor` (which the
+/// header rules keep free of commas).
+fn extend_chain(original: Option<&str>, actor: &str) -> Result<String, Error> {
+    if actor.is_empty() || actor.contains(',') {
+        return Err(Error::WorkloadNotAuthorized);
     }
-    let chain = match (original.filter(|o| !o.is_empty()), workload) {
-        (Some(o), Some(w)) if o.rsplit(',').next() == Some(w.as_str()) => o.to_owned(),
-        (Some(o), Some(w)) => format!("{o},{w}"),
-        (Some(o), None) => o.to_owned(),
-        (None, Some(w)) => w,
-        (None, None) => own,
+    let chain = match original.filter(|o| !o.is_empty()) {
+        Some(o) => format!("{o},{actor}"),
+        None => actor.to_owned(),
     };
     if chain.split(',').count() > MAX_CHAIN {
         return Err(Error::ReplacementChainTooLong);
@@ -166,11 +167,7 @@ pub(crate) fn plan(
         return Err(TxTokenError::Expired.into());
     }
 
-    let req_wl = extend_chain(
-        original.req_wl.as_deref(),
-        request.workload,
-        subject.workload_id(),
-    )?;
+    let req_wl = extend_chain(original.req_wl.as_deref(), &request.actor_workload)?;
 
     let mut rctx = original.rctx;
     for (k, v) in request.request_context {
@@ -210,25 +207,29 @@ mod tests {
 
     #[test]
     fn req_wl_chain() {
-        let own = || "c:ns:sa".to_owned();
-        // (original req_wl, requester, resulting chain or None for a rejection)
-        type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        // (original req_wl, actor, resulting chain or None for a rejection)
+        type Case<'a> = (Option<&'a str>, &'a str, Option<&'a str>);
         let cases: &[Case<'_>] = &[
-            (Some("a"), None, Some("a")),
-            (Some("a"), Some("b"), Some("a,b")),
-            (Some("a,b"), Some("b"), Some("a,b")),
-            (Some("a,b"), Some("a"), Some("a,b,a")),
-            (None, Some("b"), Some("b")),
-            (None, None, Some("c:ns:sa")),
-            (Some("a"), Some("x,y"), None),
+            (Some("a"), "b", Some("a,b")),
+            (Some("a,b"), "b", Some("a,b,b")),
+            (Some("a,b"), "a", Some("a,b,a")),
+            (None, "b", Some("b")),
+            (Some(""), "b", Some("b")),
+            (Some("a"), "x,y", None),
+            (Some("a"), "", None),
         ];
-        for (orig, wl, want) in cases {
-            let got = extend_chain(*orig, wl.map(str::to_owned), own());
-            assert_eq!(got.ok().as_deref(), *want, "{orig:?} + {wl:?}");
+        for (orig, actor, want) in cases {
+            let got = extend_chain(*orig, actor);
+            assert_eq!(got.ok().as_deref(), *want, "{orig:?} + {actor:?}");
         }
+        let full = vec!["w"; MAX_CHAIN - 1].join(",");
+        assert_eq!(
+            extend_chain(Some(&full), "x").unwrap().split(',').count(),
+            MAX_CHAIN
+        );
         let long = vec!["w"; MAX_CHAIN].join(",");
         assert!(matches!(
-            extend_chain(Some(&long), Some("x".into()), own()),
+            extend_chain(Some(&long), "x"),
             Err(Error::ReplacementChainTooLong)
         ));
     }

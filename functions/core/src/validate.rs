@@ -2,11 +2,10 @@
 
 use serde::Deserialize;
 
-use crate::cache::{FetchError, KeyCache};
+use crate::cache::{KeyCache, Unavailable};
 use crate::config::{Algorithm, Config};
 use crate::error::{Error, SubjectTokenError as E};
 use crate::jose;
-use crate::ports::HttpClient;
 
 /// The verified identity behind a subject token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,17 +17,9 @@ pub struct Subject {
     pub k8s_sub: String,
     /// The token's `exp`.
     pub exp: u64,
-}
-
-impl Subject {
-    /// `<cluster>:<namespace>:<service account>`: the subject as a workload, `req_wl` when the
-    /// request names no other.
-    pub fn workload_id(&self) -> String {
-        format!(
-            "{}:{}:{}",
-            self.cluster, self.namespace, self.service_account
-        )
-    }
+    /// The subject as a workload, rendered from its cluster's `workload_id` template: `req_wl`
+    /// when the request names no other.
+    pub workload_id: String,
 }
 
 #[derive(Deserialize)]
@@ -94,7 +85,6 @@ fn valid_k8s_name(s: &str) -> bool {
 pub async fn validate(
     config: &Config,
     cache: &KeyCache,
-    http: &dyn HttpClient,
     token: &str,
     now: u64,
 ) -> Result<Subject, Error> {
@@ -110,11 +100,13 @@ pub async fn validate(
     }
 
     let snapshot = cache
-        .keys(idx, cluster, jws.kid.as_deref(), now, http)
+        .keys(idx, jws.kid.as_deref())
         .await
-        .map_err(|e: FetchError| {
+        .map_err(|e: Unavailable| {
             tracing::debug!(cluster = %cluster.name, error = %e, "no keys for subject token");
-            Error::UpstreamUnavailable
+            Error::UpstreamUnavailable {
+                retry_after: e.retry_after,
+            }
         })?;
     let key = match jws.kid.as_deref() {
         Some(kid) => snapshot
@@ -189,6 +181,7 @@ pub async fn validate(
         service_account: sa.to_owned(),
         k8s_sub: sub.to_owned(),
         exp,
+        workload_id: cluster.workload_id.render(&cluster.name, ns, sa),
     })
 }
 
@@ -196,18 +189,23 @@ pub async fn validate(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::ports::HttpError;
+    use crate::ports::{AsyncRuntime, HttpClient, HttpError, Task};
 
-    /// Claims are rejected before any key fetch; this client is never called.
-    struct NoHttp;
+    /// Claims are rejected before any key fetch; these ports are never called.
+    struct Unused;
     #[async_trait::async_trait]
-    impl HttpClient for NoHttp {
+    impl HttpClient for Unused {
         async fn execute(
             &self,
             _: http::Request<Vec<u8>>,
         ) -> Result<http::Response<Vec<u8>>, HttpError> {
             Err(HttpError::Connect)
         }
+    }
+    #[async_trait::async_trait]
+    impl AsyncRuntime for Unused {
+        async fn sleep(&self, _: std::time::Duration) {}
+        fn spawn(&self, _: Task) {}
     }
 
     /// Found by fuzzing (fuzz/, target `handler`): a signed token whose claims were not valid
@@ -225,9 +223,11 @@ audiences = ["txbridge"]
         )
         .unwrap();
         let cache = KeyCache::new(
-            1,
+            vec![std::sync::Arc::new(config.clusters[0].clone())],
             config.key_cache,
+            std::sync::Arc::new(Unused),
             std::sync::Arc::new(crate::ports::SystemClock),
+            std::sync::Arc::new(Unused),
         );
         let header = jose::b64_encode(br#"{"alg":"ES256"}"#);
         let bad: [&[u8]; 2] = [
@@ -236,7 +236,7 @@ audiences = ["txbridge"]
         ];
         for claims in bad {
             let token = format!("{header}.{}.c2ln", jose::b64_encode(claims));
-            let err = futures::executor::block_on(validate(&config, &cache, &NoHttp, &token, 0));
+            let err = futures::executor::block_on(validate(&config, &cache, &token, 0));
             assert!(
                 matches!(err, Err(Error::SubjectToken(E::BadClaims))),
                 "{err:?}"

@@ -1,5 +1,5 @@
-//! Key cache behaviour through the handler: TTL, unknown-kid refresh (rate limited),
-//! single flight, stale-on-error grace, upstream faults, recovery.
+//! Key cache behaviour through the handler: TTL, stale-while-revalidate, unknown-kid refresh
+//! (one per interval, no burst), single flight, upstream faults, back-off, recovery.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -14,8 +14,12 @@ fn exchange_status(w: &World, token: &str) -> (u16, String, Option<String>) {
     (s, b["error"].as_str().unwrap_or("").to_owned(), retry)
 }
 
+fn retry_after(h: &Option<String>) -> u64 {
+    h.as_deref().unwrap().parse().unwrap()
+}
+
 #[test]
-fn keys_are_cached_for_the_ttl_then_refetched() {
+fn keys_past_the_ttl_are_served_at_once_and_refreshed_in_the_background() {
     let w = World::new();
     let t = w.alpha_token("payments", "checkout");
     for _ in 0..5 {
@@ -27,69 +31,105 @@ fn keys_are_cached_for_the_ttl_then_refetched() {
     );
     w.set_now(NOW + 299);
     assert_eq!(exchange_status(&w, &t).0, 200);
-    assert_eq!(w.http.hits(ALPHA_JWKS), 1);
+    assert_eq!(w.runtime.pending(), 0, "fresh keys: no refresh");
+    // Past the TTL: answered at once from the cached keys; one refresh in the background.
     w.set_now(NOW + 301);
-    assert_eq!(exchange_status(&w, &t).0, 200);
+    for _ in 0..3 {
+        assert_eq!(exchange_status(&w, &t).0, 200);
+    }
+    assert_eq!(
+        w.http.hits(ALPHA_JWKS),
+        1,
+        "no request waited on the upstream"
+    );
+    assert_eq!(w.runtime.pending(), 1, "one background refresh");
+    assert_eq!(w.runtime.run_background(), 1);
     assert_eq!(w.http.hits(ALPHA_JWKS), 2);
+    assert_eq!(exchange_status(&w, &t).0, 200);
+    assert_eq!(w.runtime.pending(), 0, "fresh again");
     assert_eq!(w.http.hits(BETA_JWKS), 0, "other clusters untouched");
 }
 
 #[test]
-fn unknown_kid_triggers_one_rate_limited_refresh() {
+fn unknown_kid_one_refresh_per_interval_no_burst() {
     let w = World::new();
     let t = w.alpha_token("payments", "checkout");
     assert_eq!(exchange_status(&w, &t).0, 200);
     // Rotation: the issuer publishes a new key; a token with the new kid arrives at once.
-    let new_key = rsa_key(1);
+    let a2 = rsa_key(1);
     w.http.set(
         ALPHA_JWKS,
-        Upstream::Json(json!({"keys": [w.alpha.public_jwk("a1"), new_key.public_jwk("a2")]})),
+        Upstream::Json(json!({"keys": [w.alpha.public_jwk("a1"), a2.public_jwk("a2")]})),
     );
-    let rotated = craft(
-        &json!({"alg": "RS256", "kid": "a2"}),
-        &sa_claims(ALPHA_ISS, "payments", "checkout"),
-        &new_key,
-    );
+    let signed = |kid: &str, key: &TestKey, now: u64| {
+        let mut claims = sa_claims(ALPHA_ISS, "payments", "checkout");
+        claims["iat"] = json!(now - 10);
+        craft(&json!({"alg": "RS256", "kid": kid}), &claims, key)
+    };
     assert_eq!(
-        exchange_status(&w, &rotated).0,
+        exchange_status(&w, &signed("a2", &a2, NOW)).0,
         200,
-        "first unknown kid refreshes at once"
+        "the first unknown kid refreshes at once"
     );
     assert_eq!(w.http.hits(ALPHA_JWKS), 2);
-    // The same bogus kid again and again: one refresh for it, then remembered as missing.
-    let bogus = |kid: &str| {
-        craft(
-            &json!({"alg": "RS256", "kid": kid}),
-            &sa_claims(ALPHA_ISS, "payments", "checkout"),
-            &new_key,
-        )
-    };
-    for _ in 0..5 {
-        assert_eq!(exchange_status(&w, &bogus("same")).1, "invalid_request");
+
+    // A bogus kid within the interval: no refresh allowed yet, a retryable 503.
+    w.set_now(NOW + 1);
+    let (s, code, retry) = exchange_status(&w, &signed("same", &a2, NOW + 1));
+    assert_eq!((s, code.as_str()), (503, "temporarily_unavailable"));
+    assert_eq!(retry_after(&retry), 9);
+    assert_eq!(w.http.hits(ALPHA_JWKS), 2);
+    // Once a refresh is allowed it is fetched once; still unknown: a definite 400.
+    w.set_now(NOW + 10);
+    assert_eq!(
+        exchange_status(&w, &signed("same", &a2, NOW + 10)).1,
+        "invalid_request"
+    );
+    assert_eq!(w.http.hits(ALPHA_JWKS), 3);
+    // The same bogus kid again and again, even past the interval: remembered, costs nothing.
+    for now in [NOW + 11, NOW + 12, NOW + 25, NOW + 40] {
+        w.set_now(now);
+        assert_eq!(
+            exchange_status(&w, &signed("same", &a2, now)).1,
+            "invalid_request"
+        );
     }
     assert_eq!(w.http.hits(ALPHA_JWKS), 3, "a missed kid is not refetched");
-    // A flood of random kids: the burst budget (10, one already used by the rotation and one
-    // by "same") is spent, then no more fetches within the interval.
+
+    // A flood of random kids: one refresh for the first, 503 + Retry-After for the rest.
+    w.set_now(NOW + 41);
     for i in 0..50 {
-        assert_eq!(
-            exchange_status(&w, &bogus(&format!("x{i}"))).1,
-            "invalid_request"
-        );
+        let (s, code, retry) = exchange_status(&w, &signed(&format!("x{i}"), &a2, NOW + 41));
+        if i == 0 {
+            assert_eq!((s, code.as_str()), (400, "invalid_request"), "x0");
+        } else {
+            assert_eq!((s, code.as_str()), (503, "temporarily_unavailable"), "x{i}");
+            assert_eq!(retry_after(&retry), 10, "x{i}");
+        }
     }
-    assert_eq!(
-        w.http.hits(ALPHA_JWKS),
-        11,
-        "unknown-kid refreshes are rate limited"
+    assert_eq!(w.http.hits(ALPHA_JWKS), 4, "no burst of refreshes");
+
+    // A real rotation right after the bogus kids: 503s (never a 400), then 200 within the
+    // interval.
+    let a3 = rsa_key(2);
+    w.http.set(
+        ALPHA_JWKS,
+        Upstream::Json(json!({"keys": [a2.public_jwk("a2"), a3.public_jwk("a3")]})),
     );
-    // One refresh becomes available per interval.
-    w.set_now(NOW + 10);
-    for i in 0..5 {
+    for now in [NOW + 42, NOW + 45, NOW + 50] {
+        w.set_now(now);
+        let (s, code, retry) = exchange_status(&w, &signed("a3", &a3, now));
         assert_eq!(
-            exchange_status(&w, &bogus(&format!("y{i}"))).1,
-            "invalid_request"
+            (s, code.as_str()),
+            (503, "temporarily_unavailable"),
+            "at +{}",
+            now - NOW
         );
+        assert_eq!(retry_after(&retry), NOW + 51 - now);
     }
-    assert_eq!(w.http.hits(ALPHA_JWKS), 12, "one more after the interval");
+    w.set_now(NOW + 51);
+    assert_eq!(exchange_status(&w, &signed("a3", &a3, NOW + 51)).0, 200);
+    assert_eq!(w.http.hits(ALPHA_JWKS), 5);
 }
 
 #[test]
@@ -115,6 +155,12 @@ fn stale_keys_serve_within_grace_when_the_issuer_fails() {
     w.http.set(ALPHA_DISCOVERY, Upstream::Status(500));
     w.set_now(NOW + 400); // past the TTL
     assert_eq!(exchange_status(&w, &t).0, 200, "stale keys keep serving");
+    assert_eq!(w.runtime.run_background(), 1, "the refresh runs, and fails");
+    assert_eq!(
+        exchange_status(&w, &t).0,
+        200,
+        "still served after the failure"
+    );
     // Past TTL + grace: no more keys.
     let far = NOW + 300 + 3600 + 5;
     w.set_now(far);
@@ -125,12 +171,12 @@ fn stale_keys_serve_within_grace_when_the_issuer_fails() {
     let (s, code, retry) = exchange_status(&w, &t2);
     assert_eq!((s, code.as_str()), (503, "temporarily_unavailable"));
     assert!(retry.is_some(), "503 carries Retry-After");
-    // Recovery when the upstream heals (after the short failure back-off).
+    // Recovery when the upstream heals (after the back-off).
     w.http.set(
         ALPHA_DISCOVERY,
         Upstream::Json(json!({"issuer": ALPHA_ISS, "jwks_uri": ALPHA_JWKS})),
     );
-    w.set_now(far + 2);
+    w.set_now(far + retry_after(&retry));
     assert_eq!(exchange_status(&w, &t2).0, 200);
 }
 
@@ -163,13 +209,18 @@ fn a_kid_the_cached_keys_lack_is_503_while_the_issuer_fails() {
     );
     let (s, _, _) = exchange_status(&w, &rotated(NOW + 402));
     assert_eq!(s, 503, "within the failure back-off, still 503");
-    // Healed: the kid really is unknown now, a definite rejection.
+    // Healed: once the back-off (three failures: 4 s) and the unknown-kid interval (the last
+    // such refresh at +400) have passed, the kid really is unknown: a definite rejection.
     w.http.set(
         ALPHA_JWKS,
         Upstream::Json(json!({"keys": [w.alpha.public_jwk("a1")]})),
     );
-    w.set_now(NOW + 405);
-    let (s, code, _) = exchange_status(&w, &rotated(NOW + 405));
+    w.set_now(NOW + 406);
+    let (s, code, retry) = exchange_status(&w, &rotated(NOW + 406));
+    assert_eq!((s, code.as_str()), (503, "temporarily_unavailable"));
+    assert_eq!(retry_after(&retry), 4);
+    w.set_now(NOW + 410);
+    let (s, code, _) = exchange_status(&w, &rotated(NOW + 410));
     assert_eq!((s, code.as_str()), (400, "invalid_request"));
 }
 

@@ -551,8 +551,10 @@ fn every_rejection_has_its_exact_error_code() {
         cases.push(Case { extra, ..c });
     }
 
-    let w = World::new();
     for c in &cases {
+        // A fresh service per case: an unknown kid settles with one refresh per interval, so
+        // cases sharing a cache would see each other's refreshes (503 within the interval).
+        let w = World::new();
         let token = (c.token)(&w);
         let mut f = form(&token);
         for (k, v) in &c.extra {
@@ -662,5 +664,200 @@ fn documents() {
         w.http.total.load(std::sync::atomic::Ordering::SeqCst),
         0,
         "no upstream calls for documents"
+    );
+}
+
+/// `req_wl` is authenticated: the header may name the subject's own workload id or a name in
+/// the `workloads` of a policy that applies to the subject; anything else is refused.
+#[test]
+fn workload_header_rules() {
+    let w = World::new();
+    let (_, jwks, _) = get(&w, "/.well-known/jwks.json");
+    let checkout = w.alpha_token("payments", "checkout");
+    let reporter = w.alpha_token("team-a", "reporter");
+    // (name, token, headers, Ok(req_wl) or Err(()))
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'static str, &'a str)>,
+        Result<&'a str, ()>,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "no header: own id",
+            &checkout,
+            vec![],
+            Ok("alpha:payments:checkout"),
+        ),
+        (
+            "own id",
+            &checkout,
+            vec![("x-txbridge-workload", "alpha:payments:checkout")],
+            Ok("alpha:payments:checkout"),
+        ),
+        (
+            "policy glob",
+            &checkout,
+            vec![("x-txbridge-workload", "wl-7")],
+            Ok("wl-7"),
+        ),
+        (
+            "policy glob, kontxt header",
+            &checkout,
+            vec![("x-kontxt-workload", "spiffe://example/ns/payments/sa/web")],
+            Ok("spiffe://example/ns/payments/sa/web"),
+        ),
+        (
+            "another subject's id, the default shape",
+            &checkout,
+            vec![("x-txbridge-workload", "alpha:payments:admin")],
+            Err(()),
+        ),
+        (
+            "another cluster's id",
+            &checkout,
+            vec![("x-txbridge-workload", "beta:payments:checkout")],
+            Err(()),
+        ),
+        (
+            "a glob of a policy that does not apply to the subject",
+            &reporter,
+            vec![("x-txbridge-workload", "wl-7")],
+            Err(()),
+        ),
+        (
+            "a comma (a forged call chain)",
+            &checkout,
+            vec![("x-txbridge-workload", "wl-1,wl-2")],
+            Err(()),
+        ),
+        (
+            "two headers",
+            &checkout,
+            vec![
+                ("x-txbridge-workload", "wl-1"),
+                ("x-txbridge-workload", "wl-1"),
+            ],
+            Err(()),
+        ),
+        (
+            "both header names",
+            &checkout,
+            vec![
+                ("x-txbridge-workload", "wl-1"),
+                ("x-kontxt-workload", "wl-1"),
+            ],
+            Err(()),
+        ),
+    ];
+    for (name, token, headers, want) in rows {
+        let (status, body, _) = block_on(w.exchange_with(&pairs(&form(token)), |req| {
+            for (k, v) in &headers {
+                req.headers_mut().append(*k, v.parse().unwrap());
+            }
+        }));
+        match want {
+            Ok(req_wl) => {
+                assert_eq!(status, 200, "{name}: {body}");
+                let (_, c) = verify_txtoken(&jwks, body["access_token"].as_str().unwrap());
+                assert_eq!(c["req_wl"], req_wl, "{name}");
+                assert_eq!(c["rctx"]["req_wl"], req_wl, "{name}");
+            }
+            Err(()) => {
+                assert_eq!(
+                    (
+                        status,
+                        body["error"].as_str(),
+                        body["error_description"].as_str()
+                    ),
+                    (
+                        400,
+                        Some("invalid_request"),
+                        Some("workload not authorized")
+                    ),
+                    "{name}: {body}"
+                );
+                assert!(body.get("access_token").is_none(), "{name}");
+            }
+        }
+    }
+}
+
+/// The kontxt quickstart's caller, unchanged: `/token_endpoint`, `X-Kontxt-Workload:
+/// spiffe://<domain>/ns/<ns>/sa/<sa>`, request_details and request_context, against a cluster
+/// whose `workload_id` renders exactly that id.
+#[test]
+fn kontxt_quickstart_caller_keeps_working() {
+    let toml = config_toml("").replace(
+        "name = \"alpha\"",
+        "name = \"alpha\"\nworkload_id = \"spiffe://example.test/ns/${namespace}/sa/${service_account}\"",
+    );
+    let w = World::with_config(&toml);
+    let token = w.alpha_token("payments", "checkout");
+    let mut f = form(&token);
+    f.push(("scope", "orders:read orders:write".into()));
+    f.push((
+        "request_details",
+        r#"{"namespace":"payments","taskType":"container"}"#.into(),
+    ));
+    f.push((
+        "request_context",
+        r#"{"purpose":"mit-license-check","source":"kubernetes-projected-service-account","repository":"https://github.com/sozercan/orka.git"}"#.into(),
+    ));
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs(&f))
+        .finish();
+    let req = http::Request::post("/token_endpoint")
+        .header(
+            "x-kontxt-workload",
+            "spiffe://example.test/ns/payments/sa/checkout",
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.into_bytes())
+        .unwrap();
+    let resp = block_on(w.bridge.handle(req));
+    let body: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(resp.status(), 200, "{body}");
+    let (_, jwks, _) = get(&w, "/.well-known/jwks.json");
+    let (_, c) = verify_txtoken(&jwks, body["access_token"].as_str().unwrap());
+    assert_eq!(c["req_wl"], "spiffe://example.test/ns/payments/sa/checkout");
+    assert_eq!(c["tctx"]["taskType"], "container");
+    assert_eq!(c["rctx"]["purpose"], "mit-license-check");
+    // Another workload of the cluster cannot claim it.
+    let mut f = form(&w.alpha_token("team-a", "reporter"));
+    f.push(("scope", "reports:read".into()));
+    let (status, body, _) = block_on(w.exchange_with(&pairs(&f), |req| {
+        req.headers_mut().insert(
+            "x-kontxt-workload",
+            "spiffe://example.test/ns/payments/sa/checkout"
+                .parse()
+                .unwrap(),
+        );
+    }));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+}
+
+/// The log fingerprint reads only a body within the size cap; a hostile `scope` is refused
+/// before any key is fetched.
+#[test]
+fn hostile_bodies_are_refused_before_any_work() {
+    let w = World::new();
+    let token = w.alpha_token("payments", "checkout");
+    let scopes: Vec<String> = (0..9_500).map(|i| format!("s{i}")).collect();
+    let mut f = form(&token);
+    f.push(("scope", scopes.join(" ")));
+    let (status, body, _) = block_on(w.exchange(&pairs(&f)));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    assert_eq!(
+        w.http.total.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no fetch"
     );
 }

@@ -1,5 +1,7 @@
 //! Replacement TxTokens through the core handler (`subject_token_type` txn_token): the rules of
-//! `txbridge_core::replace`, one table row per rule, each with its exact OAuth error code.
+//! `txbridge_core::replace`, one table row per rule, each with its exact OAuth error code. The
+//! replacing workload authenticates with its own SA token (`actor_token`): alpha orders/worker,
+//! allowed by its own policy (`workloads = ["svc-*"]`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -37,11 +39,30 @@ fn claims_of(token: &str) -> Value {
     serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
 }
 
-/// The replacement form for a TxToken.
-fn replace_form(token: &str) -> Vec<(&'static str, String)> {
+/// The replacement form for a TxToken, without an actor.
+fn bare_replace_form(token: &str) -> Vec<(&'static str, String)> {
     let mut f = form(token);
     f[2].1 = TXN.into();
     f
+}
+
+/// The SA token of the replacing workload (`alpha:orders:worker`).
+fn actor_token(w: &World) -> String {
+    w.alpha_token("orders", "worker")
+}
+
+fn with_actor(mut f: Vec<(&'static str, String)>, actor: &str) -> Vec<(&'static str, String)> {
+    f.push(("actor_token", actor.into()));
+    f.push((
+        "actor_token_type",
+        "urn:ietf:params:oauth:token-type:jwt".into(),
+    ));
+    f
+}
+
+/// The replacement form for a TxToken, the actor authenticated by its SA token.
+fn replace_form(w: &World, token: &str) -> Vec<(&'static str, String)> {
+    with_actor(bare_replace_form(token), &actor_token(w))
 }
 
 /// POSTs a token request to `bridge`, optionally naming the requesting workload.
@@ -80,6 +101,7 @@ fn bridge_with(w: &World, toml: &str, keys: KeySet) -> TxBridge {
         keys,
         w.http.clone(),
         w.clock.clone(),
+        w.runtime.clone(),
     )
 }
 
@@ -88,7 +110,7 @@ fn replacement_keeps_txn_sub_tctx_and_never_extends_exp() {
     let w = World::new();
     let (token, orig) = original(&w);
     w.set_now(NOW + 100);
-    let mut f = replace_form(&token);
+    let mut f = replace_form(&w, &token);
     f.push(("scope", "orders:read".into()));
     f.push(("audience", TD.into()));
     let (status, body) = block_on(post(&w.bridge, &f, Some("svc-b")));
@@ -109,15 +131,37 @@ fn replacement_keeps_txn_sub_tctx_and_never_extends_exp() {
     assert_eq!(c["rctx"]["purpose"], "checkout");
     assert_eq!(c["rctx"]["authn"], "urn:ietf:params:oauth:token-type:jwt");
 
-    // A replaced token can be replaced again; the same requester adds no hop.
+    // A replaced token can be replaced again; every replacement is a hop of the chain. Without
+    // a header, the actor's own workload id is recorded.
     let t2 = body["access_token"].as_str().unwrap();
-    let (status, body) = block_on(post(&w.bridge, &replace_form(t2), Some("svc-b")));
+    let (status, body) = block_on(post(&w.bridge, &replace_form(&w, t2), None));
     assert_eq!(status, 200, "{body}");
     let c2 = claims_of(body["access_token"].as_str().unwrap());
     assert_eq!(
         (&c2["txn"], &c2["req_wl"]),
-        (&orig["txn"], &json!("web,svc-b"))
+        (&orig["txn"], &json!("web,svc-b,alpha:orders:worker"))
     );
+}
+
+#[test]
+fn the_call_chain_is_capped_at_16_entries() {
+    let w = World::new();
+    let (mut token, _) = original(&w);
+    // The original request is entry 1; 15 replacements fill the chain.
+    for hop in 2..=16 {
+        let (status, body) = block_on(post(&w.bridge, &replace_form(&w, &token), Some("svc-x")));
+        assert_eq!(status, 200, "hop {hop}: {body}");
+        token = body["access_token"].as_str().unwrap().to_owned();
+        let chain = claims_of(&token)["req_wl"].as_str().unwrap().to_owned();
+        assert_eq!(chain.split(',').count(), hop);
+    }
+    let (status, body) = block_on(post(&w.bridge, &replace_form(&w, &token), Some("svc-x")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none());
 }
 
 #[test]
@@ -127,7 +171,7 @@ fn exp_is_capped_by_the_lifetime_too() {
     assert_eq!(orig["exp"], NOW + 300);
     // Now + lifetime is later than the original exp: the original exp wins.
     w.set_now(NOW + 1);
-    let (_, body) = block_on(post(&w.bridge, &replace_form(&token), None));
+    let (_, body) = block_on(post(&w.bridge, &replace_form(&w, &token), None));
     assert_eq!(
         claims_of(body["access_token"].as_str().unwrap())["exp"],
         NOW + 300
@@ -138,7 +182,7 @@ fn exp_is_capped_by_the_lifetime_too() {
         &config_toml("").replace("token_lifetime = \"5m\"", "token_lifetime = \"1m\""),
         KeySet::new(w.signer.clone(), vec![]).unwrap(),
     );
-    let (status, body) = block_on(post(&short, &replace_form(&token), None));
+    let (status, body) = block_on(post(&short, &replace_form(&w, &token), None));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["expires_in"], 60);
 }
@@ -161,7 +205,7 @@ fn defaults_and_accepted_request_details() {
         ),
     ];
     for (name, extra) in cases {
-        let mut f = replace_form(&token);
+        let mut f = replace_form(&w, &token);
         f.extend(extra.iter().cloned());
         let (status, body) = block_on(post(&w.bridge, &f, None));
         assert_eq!(status, 200, "{name}: {body}");
@@ -169,8 +213,8 @@ fn defaults_and_accepted_request_details() {
         let c = claims_of(body["access_token"].as_str().unwrap());
         assert_eq!(c["tctx"], orig["tctx"], "{name}");
         assert_eq!(
-            c["req_wl"], "web",
-            "{name}: no requester header, no new hop"
+            c["req_wl"], "web,alpha:orders:worker",
+            "{name}: no header, the actor's own workload id is the new hop"
         );
     }
 }
@@ -186,7 +230,12 @@ const WHY: &[(&str, &str)] = &[
     ("signed by another", "signing key is unknown"),
     ("an SA token", "token type"),
     ("garbage", "compact JWS"),
-    ("requester name", "X-Txbridge-Workload"),
+    ("workload", "workload not authorized"),
+    ("no actor", "requires an actor_token"),
+    ("actor token", "invalid actor token"),
+    ("actor not allowed", "actor not authorized"),
+    ("actor type", "actor_token_type"),
+    ("a previous key", "not signed by the active key"),
 ];
 
 #[test]
@@ -211,22 +260,48 @@ fn rejections() {
     };
     let sa_token = w.beta_token("payments", "checkout");
 
+    let actor = actor_token(&w);
+    let previous_key_token = {
+        // This service's token, from before its key rotated (the key is still published).
+        let (old, _) = original(&w);
+        old
+    };
+    let rotated = Arc::new(LocalSigner::generate());
+    let rotated_bridge = bridge_with(
+        &w,
+        &config_toml(""),
+        KeySet::new(rotated, vec![w.signer.public_jwk().clone()]).unwrap(),
+    );
+
     struct Case {
         name: &'static str,
         token: String,
         extra: Vec<(&'static str, String)>,
+        /// The actor_token; none when empty.
+        actor: String,
         workload: Option<&'static str>,
         at: u64,
         code: &'static str,
+        rotated: bool,
     }
     let case = |name, extra: &[(&'static str, &str)], code| Case {
         name,
         token: token.clone(),
         extra: extra.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        actor: actor.clone(),
         workload: None,
         at: NOW,
         code,
+        rotated: false,
     };
+    let mut expired_actor = sa_claims(ALPHA_ISS, "orders", "worker");
+    expired_actor["exp"] = json!(NOW - 60);
+    expired_actor["iat"] = json!(NOW - 600);
+    let expired_actor = craft(
+        &json!({"alg": "RS256", "kid": "a1"}),
+        &expired_actor,
+        &w.alpha,
+    );
     let cases = vec![
         case(
             "scope beyond the original (and the ceiling)",
@@ -307,14 +382,77 @@ fn rejections() {
         },
         Case {
             workload: Some("a,b"),
-            ..case("requester name with a comma", &[], "invalid_request")
+            ..case("workload name with a comma", &[], "invalid_request")
+        },
+        Case {
+            workload: Some("svc-a,svc-b"),
+            ..case(
+                "workload names with a comma, each allowed",
+                &[],
+                "invalid_request",
+            )
+        },
+        Case {
+            workload: Some("web"),
+            ..case(
+                "workload of the original subject, not the actor's",
+                &[],
+                "invalid_request",
+            )
+        },
+        Case {
+            workload: Some("beta:payments:checkout"),
+            ..case("workload id of another subject", &[], "invalid_request")
+        },
+        Case {
+            actor: String::new(),
+            ..case("no actor token", &[], "invalid_request")
+        },
+        Case {
+            actor: w.alpha_token("default", "web"),
+            ..case("actor not allowed by any policy", &[], "invalid_request")
+        },
+        Case {
+            actor: expired_actor.clone(),
+            ..case("actor token expired", &[], "invalid_request")
+        },
+        Case {
+            actor: "not-a-token".into(),
+            ..case("actor token garbage", &[], "invalid_request")
+        },
+        Case {
+            actor: token.clone(),
+            ..case("actor token is a TxToken", &[], "invalid_request")
+        },
+        case(
+            "actor type missing",
+            &[("actor_token_type", "")],
+            "invalid_request",
+        ),
+        Case {
+            token: previous_key_token.clone(),
+            rotated: true,
+            ..case("a previous key signed it", &[], "invalid_request")
         },
     ];
     for c in cases {
         w.set_now(c.at);
-        let mut f = replace_form(&c.token);
-        f.extend(c.extra);
-        let (status, body) = block_on(post(&w.bridge, &f, c.workload));
+        let mut f = bare_replace_form(&c.token);
+        if !c.actor.is_empty() {
+            f = with_actor(f, &c.actor);
+        }
+        for (k, v) in c.extra {
+            f.retain(|(name, _)| *name != k);
+            if !v.is_empty() {
+                f.push((k, v));
+            }
+        }
+        let bridge = if c.rotated {
+            &rotated_bridge
+        } else {
+            &w.bridge
+        };
+        let (status, body) = block_on(post(bridge, &f, c.workload));
         assert_eq!(
             (status, body["error"].as_str()),
             (400, Some(c.code)),
@@ -347,6 +485,15 @@ fn rejections() {
         (status, body["error"].as_str()),
         (400, Some("invalid_request"))
     );
+    // An actor token on an exchange of an SA token stays refused.
+    let f = with_actor(form(&w.beta_token("payments", "checkout")), &actor);
+    let (status, body, _) = block_on(w.exchange(&pairs(&f)));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none());
 }
 
 #[test]
@@ -358,7 +505,7 @@ fn policy_changes_apply_to_replacements() {
     // The subject is no longer allowed at all: revoked.
     let revoked = config_toml("").replace("namespace = \"payments\"", "namespace = \"billing\"");
     let b = bridge_with(&w, &revoked, same_key());
-    let (status, body) = block_on(post(&b, &replace_form(&token), None));
+    let (status, body) = block_on(post(&b, &replace_form(&w, &token), None));
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request")),
@@ -371,10 +518,10 @@ fn policy_changes_apply_to_replacements() {
         "scopes = [\"orders:write\"]",
     );
     let b = bridge_with(&w, &narrowed, same_key());
-    let (status, body) = block_on(post(&b, &replace_form(&token), None));
+    let (status, body) = block_on(post(&b, &replace_form(&w, &token), None));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["scope"], "");
-    let mut f = replace_form(&token);
+    let mut f = replace_form(&w, &token);
     f.push(("scope", "orders:read".into()));
     let (status, body) = block_on(post(&b, &f, None));
     assert_eq!(
@@ -389,7 +536,7 @@ fn policy_changes_apply_to_replacements() {
         "scopes = [\"orders:read\", \"orders:write\"]\ntctx_constraints = { order = \"41\" }",
     );
     let b = bridge_with(&w, &with_constraint, same_key());
-    let (status, body) = block_on(post(&b, &replace_form(&token), None));
+    let (status, body) = block_on(post(&b, &replace_form(&w, &token), None));
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request")),
@@ -399,7 +546,7 @@ fn policy_changes_apply_to_replacements() {
     // The cluster of the original subject is no longer trusted.
     let no_beta = config_toml("").replace("name = \"beta\"", "name = \"delta\"");
     let b = bridge_with(&w, &no_beta, same_key());
-    let (status, body) = block_on(post(&b, &replace_form(&token), None));
+    let (status, body) = block_on(post(&b, &replace_form(&w, &token), None));
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request")),
@@ -412,7 +559,7 @@ fn policy_changes_apply_to_replacements() {
         "issuer = \"https://tts2.example.test\"\ntrust_domain = \"https://tts.example.test\"",
     );
     let b = bridge_with(&w, &other_iss, same_key());
-    let (status, body) = block_on(post(&b, &replace_form(&token), None));
+    let (status, body) = block_on(post(&b, &replace_form(&w, &token), None));
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request")),
@@ -421,7 +568,7 @@ fn policy_changes_apply_to_replacements() {
 }
 
 #[test]
-fn previous_keys_still_verify_after_rotation() {
+fn tokens_of_a_previous_key_are_not_replaced() {
     let w = World::new();
     let (token, orig) = original(&w);
     let rotated = Arc::new(LocalSigner::generate());
@@ -430,19 +577,46 @@ fn previous_keys_still_verify_after_rotation() {
         &config_toml(""),
         KeySet::new(rotated.clone(), vec![w.signer.public_jwk().clone()]).unwrap(),
     );
-    let (status, body) = block_on(post(&with_previous, &replace_form(&token), None));
-    assert_eq!(status, 200, "{body}");
-    let new = body["access_token"].as_str().unwrap();
-    let (header, c) = verify_txtoken(&jwks(&with_previous), new);
-    assert_eq!(
-        header.kid.as_deref(),
-        Some(rotated.key_id()),
-        "signed by the new key"
-    );
+    // Consumers still verify it: the previous key stays published ...
+    let (_, c) = verify_txtoken(&jwks(&with_previous), &token);
     assert_eq!(c["txn"], orig["txn"]);
+    // ... but it is never re-signed by the new key.
+    let (status, body) = block_on(post(&with_previous, &replace_form(&w, &token), None));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none());
+    // Tokens of the active key are replaced as usual.
+    let (status, body, _) = block_on(async {
+        let f = form(&w.beta_token("payments", "checkout"));
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs(&f))
+            .finish();
+        let req = http::Request::post("/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.into_bytes())
+            .unwrap();
+        let resp = with_previous.handle(req).await;
+        (
+            resp.status().as_u16(),
+            serde_json::from_slice::<Value>(resp.body()).unwrap(),
+            (),
+        )
+    });
+    assert_eq!(status, 200, "{body}");
+    let fresh = body["access_token"].as_str().unwrap();
+    let (status, body) = block_on(post(&with_previous, &replace_form(&w, fresh), None));
+    assert_eq!(status, 200, "{body}");
+    let (header, _) = verify_txtoken(
+        &jwks(&with_previous),
+        body["access_token"].as_str().unwrap(),
+    );
+    assert_eq!(header.kid.as_deref(), Some(rotated.key_id()));
 
     let without = bridge_with(&w, &config_toml(""), KeySet::new(rotated, vec![]).unwrap());
-    let (status, body) = block_on(post(&without, &replace_form(&token), None));
+    let (status, body) = block_on(post(&without, &replace_form(&w, &token), None));
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request")),

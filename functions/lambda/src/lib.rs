@@ -1,10 +1,12 @@
 //! The AWS Lambda shell of txbridge: start-up (config, signer, HTTP client) and the
 //! translation between `lambda_http` events and the core's `http` types.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt as _, Response};
+use tracing::{Level, Metadata};
 use txbridge_core::{ClientIp, Config, KeySet, SignerKind, SystemClock, TxBridge};
 use txbridge_signer::{LocalSigner, Signer};
 
@@ -21,7 +23,9 @@ pub enum StartupError {
     LocalKey(txbridge_signer::KeyError),
     #[error("KMS signer: {0}")]
     KmsKey(txbridge_signer::KeyError),
-    #[error("[signer] kind = \"kms\" needs a build with the `kms` feature")]
+    #[error("KMS-wrapped signing key: {0}")]
+    KmsWrapped(txbridge_signer::KeyError),
+    #[error("[signer] kind = \"kms\" or \"kms-wrapped\" needs a build with the `kms` feature")]
     KmsNotBuilt,
     #[error("key set: {0}")]
     KeySet(txbridge_signer::KeyError),
@@ -74,6 +78,15 @@ pub async fn key_set_with(config: &Config, local_key: &str) -> Result<KeySet, St
             );
             return KeySet::new(Arc::new(kms), previous).map_err(StartupError::KeySet);
         }
+        #[cfg(feature = "kms")]
+        SignerKind::KmsWrapped { wrapped_key } => Arc::new(
+            txbridge_signer::unwrap_signing_key(
+                wrapped_key,
+                txbridge_signer::KmsSignerOptions::default(),
+            )
+            .await
+            .map_err(StartupError::KmsWrapped)?,
+        ),
         #[allow(unreachable_patterns)]
         _ => return Err(StartupError::KmsNotBuilt),
     };
@@ -88,7 +101,9 @@ pub async fn build() -> Result<TxBridge, StartupError> {
 }
 
 /// [`build`] from a parsed config and the local signing key (see [`key_set_with`]): the real
-/// signer, reqwest client and system clock, for in-process tests and benchmarks.
+/// signer, reqwest client, system clock and tokio runtime (background key refreshes are tokio
+/// tasks, which a frozen Lambda environment resumes in its next invocation), for in-process
+/// tests and benchmarks.
 pub async fn build_from(config: Config, local_key: &str) -> Result<TxBridge, StartupError> {
     let keys = key_set_with(&config, local_key).await?;
     let http = ReqwestClient::with_user_agent(concat!("txbridge/", env!("CARGO_PKG_VERSION")))
@@ -98,12 +113,115 @@ pub async fn build_from(config: Config, local_key: &str) -> Result<TxBridge, Sta
         keys,
         Arc::new(http),
         Arc::new(SystemClock),
+        Arc::new(TokioRuntime),
     ))
 }
 
 /// Outbound HTTP for discovery and JWKS: rustls, no redirects, timeouts (2 s connect, 5 s in
-/// all), body capped at `MAX_UPSTREAM_BODY`. The same client the verifier and the CLI use.
-pub use txbridge_verifier::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, ReqwestClient};
+/// all), body capped at `MAX_UPSTREAM_BODY`; and the tokio runtime port. The same client the
+/// verifier and the CLI use.
+pub use txbridge_verifier::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, ReqwestClient, TokioRuntime};
+
+/// How long after a failed start the function tries to start again (on a request).
+pub const RESTART_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The function as the Lambda runtime drives it: the engine built at cold start, or, when that
+/// failed (KMS unreachable or refusing the key, a bad config), built again on a later request
+/// at most every [`RESTART_INTERVAL`]. Until then every request gets the contract's 503 with
+/// `Retry-After`: no token, nothing about the cause in the body (the cause is logged).
+pub struct Function {
+    engine: tokio::sync::OnceCell<TxBridge>,
+    next_attempt: Mutex<Instant>,
+    base_path: Option<String>,
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Function")
+            .field("started", &self.engine.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Function {
+    /// Tries to build the engine from the environment ([`build`]) once, now.
+    pub async fn start() -> Function {
+        let function = Function {
+            engine: tokio::sync::OnceCell::new(),
+            next_attempt: Mutex::new(Instant::now()),
+            base_path: std::env::var("TXBRIDGE_BASE_PATH").ok(),
+        };
+        function.engine().await;
+        function
+    }
+
+    /// The engine, building it when no attempt was made within the last [`RESTART_INTERVAL`].
+    pub async fn engine(&self) -> Option<&TxBridge> {
+        if let Some(engine) = self.engine.get() {
+            return Some(engine);
+        }
+        {
+            let mut next = self.next_attempt.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if now < *next {
+                return None;
+            }
+            *next = now + RESTART_INTERVAL;
+        }
+        match self.engine.get_or_try_init(build).await {
+            Ok(engine) => {
+                tracing::info!(
+                    issuer = %engine.config().issuer(),
+                    clusters = engine.config().clusters().len(),
+                    "txbridge started"
+                );
+                Some(engine)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_s = RESTART_INTERVAL.as_secs(), "txbridge failed to start");
+                None
+            }
+        }
+    }
+
+    /// One event through the core, or the 503 of a function that could not start.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        match self.engine().await {
+            Some(engine) => handle(engine, req, self.base_path.as_deref()).await,
+            None => to_lambda_response(txbridge_core::unavailable_response()),
+        }
+    }
+}
+
+/// Logs of dependencies are kept at `info` and above, whatever `RUST_LOG` says: their debug
+/// and trace events carry request and response bodies (lambda_runtime's "raw JSON event
+/// received from Lambda" holds the whole event, subject token included; the AWS SDK's hold
+/// KMS responses). txbridge's own events never carry a token or key, at any level.
+pub fn log_allowed(metadata: &Metadata<'_>) -> bool {
+    metadata.target().starts_with("txbridge") || *metadata.level() <= Level::INFO
+}
+
+/// The function's log subscriber: JSON lines to `writer`, `filter` (`RUST_LOG` syntax) within
+/// [`log_allowed`].
+pub fn subscriber<W>(filter: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _, filter};
+    let env = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_target(false)
+            .without_time()
+            .with_writer(writer)
+            .with_filter(env)
+            .with_filter(filter::filter_fn(log_allowed)),
+    )
+}
 
 /// The caller's source IP and the API Gateway stage, from the event's request context.
 fn context_of(req: &Request) -> (Option<std::net::IpAddr>, Option<String>) {

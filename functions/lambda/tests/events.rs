@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use p256::ecdsa::signature::Signer as _;
 use serde_json::{Value, json};
-use txbridge_core::{Clock, Config, HttpClient, HttpError, KeySet, TxBridge};
+use txbridge_core::{AsyncRuntime, Clock, Config, HttpClient, HttpError, KeySet, Task, TxBridge};
 use txbridge_signer::LocalSigner;
 
 const ISS: &str = "https://issuer.example.test";
@@ -35,6 +35,14 @@ impl Clock for Now {
     }
 }
 
+/// Keys are fetched cold (no waiting, no background refresh in these tests).
+struct NoTasks;
+#[async_trait::async_trait]
+impl AsyncRuntime for NoTasks {
+    async fn sleep(&self, _: std::time::Duration) {}
+    fn spawn(&self, _: Task) {}
+}
+
 fn world() -> (TxBridge, String, Value) {
     let now = 1_800_000_000;
     let sk = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
@@ -52,6 +60,7 @@ cluster = "prod"
 namespace = "payments"
 service_account = "checkout"
 scopes = ["orders:read"]
+workloads = ["payments/checkout-web", "spiffe://example/ns/payments/sa/*"]
 "#
     ))
     .unwrap();
@@ -63,6 +72,7 @@ scopes = ["orders:read"]
         keys,
         Arc::new(Issuer(json!({"keys": [jwk]}))),
         Arc::new(Now(now)),
+        Arc::new(NoTasks),
     );
     let header = B64.encode(br#"{"alg":"ES256","kid":"k1"}"#);
     let claims = B64.encode(serde_json::to_vec(&json!({
@@ -85,13 +95,16 @@ scopes = ["orders:read"]
     (bridge, form, jwks)
 }
 
-fn event(name: &str, form: &str) -> lambda_http::Request {
+fn event_text(name: &str, form: &str) -> String {
     let path = format!("{}/tests/events/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(path)
+    std::fs::read_to_string(path)
         .unwrap()
         .replace("__FORM_B64__", &STANDARD.encode(form))
-        .replace("__FORM__", form);
-    lambda_http::request::from_str(&text).unwrap()
+        .replace("__FORM__", form)
+}
+
+fn event(name: &str, form: &str) -> lambda_http::Request {
+    lambda_http::request::from_str(&event_text(name, form)).unwrap()
 }
 
 fn claims_of(body: &Value) -> Value {
@@ -151,4 +164,74 @@ async fn bad_body_through_an_event_is_an_oauth_error() {
         (status, body["error"].as_str().unwrap()),
         (400, "unsupported_grant_type")
     );
+}
+
+/// Whatever RUST_LOG says, dependencies' debug and trace events (lambda_runtime logs every raw
+/// event at trace, subject token included) never reach the log; txbridge's own events do.
+#[test]
+fn trace_level_never_logs_a_dependency_body() {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = txbridge_lambda::subscriber("trace", move || writer.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::trace!(
+            target: "lambda_runtime::layers::api_response",
+            body = "subject_token=eyJSECRET-EVENT-BODY",
+            "raw JSON event received from Lambda"
+        );
+        tracing::debug!(target: "aws_smithy_runtime::client", body = "PLAINTEXT-KEY", "response");
+        tracing::trace!(target: "hyper_util::client", "SECRET-HYPER");
+        tracing::info!(target: "lambda_runtime", "runtime info line");
+        tracing::trace!(target: "txbridge_core::cache", "txbridge trace line");
+        tracing::debug!(target: "txbridge_core::handler", "txbridge debug line");
+    });
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    for secret in ["SECRET-EVENT-BODY", "PLAINTEXT-KEY", "SECRET-HYPER"] {
+        assert!(!out.contains(secret), "{secret} logged: {out}");
+    }
+    for kept in [
+        "runtime info line",
+        "txbridge trace line",
+        "txbridge debug line",
+    ] {
+        assert!(out.contains(kept), "{kept} missing: {out}");
+    }
+}
+
+/// A Function URL (payload 2.0) joins repeated headers with commas: a request that named its
+/// workload twice arrives as one comma-separated value, which is refused like a forged chain.
+#[tokio::test]
+async fn repeated_workload_headers_arrive_joined_and_are_refused() {
+    let (bridge, form, _) = world();
+    let text = event_text("function-url.json", &form).replace(
+        "\"x-txbridge-workload\": \"payments/checkout-web\"",
+        "\"x-txbridge-workload\": \"payments/checkout-web,payments/checkout-web\"",
+    );
+    assert!(text.contains("checkout-web,payments"));
+    let (status, body) = run(&bridge, lambda_http::request::from_str(&text).unwrap()).await;
+    assert_eq!(
+        (
+            status,
+            body["error"].as_str(),
+            body["error_description"].as_str()
+        ),
+        (
+            400,
+            Some("invalid_request"),
+            Some("workload not authorized")
+        ),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none());
 }

@@ -136,8 +136,12 @@ fn reject<B: Default>(err: &Error) -> Response<B> {
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if status == StatusCode::SERVICE_UNAVAILABLE {
+        let secs = match err {
+            Error::KeysUnavailable(u) => u.retry_after,
+            _ => 5,
+        };
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }

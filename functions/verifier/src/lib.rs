@@ -14,23 +14,24 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use txbridge_core::cache::{FetchError, KeyCache, KeySource};
+use txbridge_core::cache::{KeyCache, KeySource};
 use txbridge_core::config::{KeyCacheConfig, check_url};
 use txbridge_core::jose::{self, VerifyKey};
 use txbridge_core::txtoken::{self, Expectations};
 use url::Url;
 
 pub use txbridge_core::cache::FetchError as KeyFetchError;
+pub use txbridge_core::cache::Unavailable as KeysUnavailable;
 pub use txbridge_core::config::KeyCacheConfig as KeyCacheTuning;
 pub use txbridge_core::txtoken::{TxTokenClaims, TxTokenError};
-pub use txbridge_core::{Clock, HttpClient, HttpError};
+pub use txbridge_core::{AsyncRuntime, Clock, HttpClient, HttpError, Task};
 
 #[cfg(feature = "tower")]
 pub mod layer;
 #[cfg(all(feature = "reqwest", not(target_arch = "wasm32")))]
 mod reqwest_client;
 #[cfg(all(feature = "reqwest", not(target_arch = "wasm32")))]
-pub use reqwest_client::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, ReqwestClient};
+pub use reqwest_client::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, ReqwestClient, TokioRuntime};
 
 /// Default clock skew tolerated on `exp` and `iat`.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
@@ -45,9 +46,10 @@ pub enum Error {
     /// The token is not a valid TxToken of the expected service and trust domain.
     #[error("invalid transaction token: {0}")]
     Invalid(#[from] TxTokenError),
-    /// The service's keys could not be fetched (and none are cached).
+    /// The service's keys could not be fetched (and none are cached); retry after the seconds
+    /// it says.
     #[error("transaction token keys are unavailable: {0}")]
-    KeysUnavailable(FetchError),
+    KeysUnavailable(KeysUnavailable),
     /// Valid, but the token does not grant a required scope.
     #[error("transaction token lacks a required scope")]
     ScopeMissing,
@@ -108,9 +110,9 @@ enum Keys {
 }
 
 struct Remote {
-    source: ServiceKeys,
+    /// Where the keys come from, for `Debug`.
+    jwks_url: Option<Url>,
     cache: KeyCache,
-    http: Arc<dyn HttpClient>,
 }
 
 /// Verifies TxTokens of one TxToken service for one trust domain. Build it once and share it.
@@ -126,7 +128,7 @@ impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let keys = match &self.keys {
             Keys::Static(k) => format!("static ({} keys)", k.len()),
-            Keys::Remote(remote) => match &remote.source.jwks_url {
+            Keys::Remote(remote) => match &remote.jwks_url {
                 Some(u) => format!("jwks_url {u}"),
                 None => "discovery".to_owned(),
             },
@@ -147,6 +149,7 @@ pub struct Builder {
     audience: String,
     leeway: u64,
     clock: Option<Arc<dyn Clock>>,
+    runtime: Option<Arc<dyn AsyncRuntime>>,
     jwks_url: Option<String>,
     key_cache: KeyCacheConfig,
     allow_http_loopback: bool,
@@ -171,6 +174,7 @@ impl Verifier {
             audience: audience.to_owned(),
             leeway: DEFAULT_LEEWAY_SECS,
             clock: None,
+            runtime: None,
             jwks_url: None,
             key_cache: KeyCacheConfig::default(),
             allow_http_loopback: false,
@@ -190,15 +194,11 @@ impl Verifier {
         match &self.keys {
             Keys::Static(keys) => Ok(txtoken::verify_jws(&jws, keys, &expect, now)?),
             Keys::Remote(remote) => {
-                let Remote {
-                    source,
-                    cache,
-                    http,
-                } = remote.as_ref();
                 txtoken::check_header(&jws)?;
                 let kid = jws.kid.as_deref().ok_or(TxTokenError::MissingKeyId)?;
-                let snapshot = cache
-                    .keys(0, source, Some(kid), now, http.as_ref())
+                let snapshot = remote
+                    .cache
+                    .keys(0, Some(kid))
                     .await
                     .map_err(Error::KeysUnavailable)?;
                 Ok(txtoken::verify_jws(&jws, &snapshot.keys, &expect, now)?)
@@ -227,6 +227,13 @@ impl Builder {
     /// The clock (required on wasm32; natively the system clock by default).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// The async runtime (timers, background key refreshes); required for [`Builder::build`]
+    /// unless the `reqwest` feature supplies tokio's ([`TokioRuntime`]).
+    pub fn runtime(mut self, runtime: Arc<dyn AsyncRuntime>) -> Self {
+        self.runtime = Some(runtime);
         self
     }
 
@@ -299,17 +306,17 @@ impl Builder {
         let source = ServiceKeys {
             issuer: self.issuer.clone(),
             discovery_url,
-            jwks_url,
+            jwks_url: jwks_url.clone(),
             allow_http_loopback: self.allow_http_loopback,
         };
         let clock = self.clock_or_default()?;
         self.clock = Some(clock.clone());
-        let cache = KeyCache::new(1, self.key_cache, clock);
-        self.finish(Keys::Remote(Box::new(Remote {
-            source,
-            cache,
-            http,
-        })))
+        let runtime = match self.runtime.take() {
+            Some(r) => r,
+            None => default_runtime()?,
+        };
+        let cache = KeyCache::new(vec![Arc::new(source)], self.key_cache, http, clock, runtime);
+        self.finish(Keys::Remote(Box::new(Remote { jwks_url, cache })))
     }
 
     /// Keys from a JWKS document given once (no HTTP, no refresh).
@@ -318,6 +325,18 @@ impl Builder {
             .map_err(|_| Error::Config("the JWKS has no ES256 key with a kid"))?;
         self.finish(Keys::Static(keys))
     }
+}
+
+#[cfg(all(feature = "reqwest", not(target_arch = "wasm32")))]
+fn default_runtime() -> Result<Arc<dyn AsyncRuntime>, Error> {
+    Ok(Arc::new(TokioRuntime))
+}
+
+#[cfg(not(all(feature = "reqwest", not(target_arch = "wasm32"))))]
+fn default_runtime() -> Result<Arc<dyn AsyncRuntime>, Error> {
+    Err(Error::Config(
+        "an async runtime is required (Builder::runtime, or the reqwest feature's tokio)",
+    ))
 }
 
 #[cfg(not(target_arch = "wasm32"))]

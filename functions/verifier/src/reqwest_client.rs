@@ -1,9 +1,10 @@
-//! An [`HttpClient`] on reqwest (native): rustls, no redirects, timeouts, capped body. Used by
-//! consumers, the `txbridge` CLI and the Lambda shell's own discovery/JWKS fetches.
+//! An [`HttpClient`] on reqwest (native): rustls, no redirects, timeouts, capped body; and the
+//! [`AsyncRuntime`] of a tokio program. Used by consumers, the `txbridge` CLI and the Lambda
+//! shell's own discovery/JWKS fetches.
 
 use std::time::Duration;
 
-use txbridge_core::{HttpClient, HttpError, MAX_UPSTREAM_BODY};
+use txbridge_core::{AsyncRuntime, HttpClient, HttpError, MAX_UPSTREAM_BODY, Task};
 
 /// Connect and whole-request timeouts for key fetches.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,5 +79,28 @@ impl HttpClient for ReqwestClient {
         *out.status_mut() = status;
         *out.headers_mut() = headers;
         Ok(out)
+    }
+}
+
+/// The tokio runtime the program runs on: timers, and background tasks spawned onto it (which
+/// need a runtime when spawned: build the verifier or the service inside one).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioRuntime;
+
+#[async_trait::async_trait]
+impl AsyncRuntime for TokioRuntime {
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+
+    fn spawn(&self, task: Task) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(task);
+            }
+            // Outside a runtime the refresh is left undone; the next request past the TTL asks
+            // again.
+            Err(_) => tracing::warn!("no tokio runtime: background key refresh skipped"),
+        }
     }
 }

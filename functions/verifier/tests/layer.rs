@@ -142,6 +142,7 @@ async fn enforce_mode_keys_unavailable_is_503() {
     );
     let remote = Verifier::builder(TD, TD)
         .clock(w.clock.clone())
+        .runtime(w.runtime.clone())
         .build(w.http.clone())
         .unwrap();
     let (status, _) = call(

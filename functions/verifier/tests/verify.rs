@@ -58,6 +58,7 @@ fn remote_verifier(w: &World) -> Verifier {
         .set(JWKS, Upstream::Json(get(w, "/.well-known/jwks.json")));
     Verifier::builder(TD, TD)
         .clock(w.clock.clone())
+        .runtime(w.runtime.clone())
         .build(w.http.clone())
         .unwrap()
 }
@@ -363,7 +364,8 @@ fn unknown_kid_refreshes_once_then_finds_a_rotated_key() {
     }
     assert_eq!(w.http.hits(JWKS), 2, "one refresh for the unknown kid");
 
-    // The service rotates: the JWKS now has the new key; its tokens verify after one refresh.
+    // The service publishes that key only now: a kid a refresh missed stays a definite "unknown"
+    // (no fetch) until the keys' TTL, then its tokens verify after one refresh.
     let mut jwks = get(&w, "/.well-known/jwks.json");
     jwks["keys"]
         .as_array_mut()
@@ -371,6 +373,9 @@ fn unknown_kid_refreshes_once_then_finds_a_rotated_key() {
         .push(serde_json::to_value(stranger.public_jwk()).unwrap());
     w.http.set(JWKS, Upstream::Json(jwks));
     w.set_now(NOW + 11);
+    assert_eq!(block_on(v.verify(&t)), Err(Error::Invalid(E::UnknownKey)));
+    assert_eq!(w.http.hits(JWKS), 2, "a missed kid costs no fetch");
+    w.set_now(NOW + 301);
     block_on(v.verify(&t)).unwrap();
     assert_eq!(w.http.hits(JWKS), 3);
 }
@@ -381,6 +386,7 @@ fn keys_unavailable_and_no_fetch_for_garbage() {
     w.http.set(DISCOVERY, Upstream::Status(500));
     let v = Verifier::builder(TD, TD)
         .clock(w.clock.clone())
+        .runtime(w.runtime.clone())
         .build(w.http.clone())
         .unwrap();
     assert_eq!(
@@ -409,6 +415,7 @@ fn keys_unavailable_and_no_fetch_for_garbage() {
 #[test]
 fn builder_checks_urls_and_jwks() {
     let http = Arc::new(FakeHttp::default());
+    let runtime = Arc::new(TestRuntime::new(Arc::default()));
     let cases: &[(&str, Option<&str>, bool, bool)] = &[
         ("https://tts.example", None, false, true),
         ("http://tts.example", None, false, false),
@@ -430,7 +437,9 @@ fn builder_checks_urls_and_jwks() {
         ("not a url", None, false, false),
     ];
     for (issuer, jwks, loopback, ok) in cases {
-        let mut b = Verifier::builder(issuer, "td").insecure_allow_http_loopback(*loopback);
+        let mut b = Verifier::builder(issuer, "td")
+            .insecure_allow_http_loopback(*loopback)
+            .runtime(runtime.clone());
         if let Some(u) = jwks {
             b = b.jwks_url(u);
         }
@@ -442,6 +451,7 @@ fn builder_checks_urls_and_jwks() {
     }
     assert!(
         Verifier::builder("https://x", "")
+            .runtime(runtime.clone())
             .build(http.clone())
             .is_err()
     );

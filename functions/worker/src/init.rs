@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use txbridge_core::{Clock, Config, ConfigError, HttpClient, SignerKind, TxBridge};
+use txbridge_core::{AsyncRuntime, Clock, Config, ConfigError, HttpClient, SignerKind, TxBridge};
 use txbridge_signer::{KeyError, KeySet, LocalSigner};
 
 /// The var holding the TOML config document.
@@ -20,8 +20,8 @@ pub enum InitError {
     #[error("invalid {CONFIG_VAR}: {0}")]
     Config(#[from] ConfigError),
     #[error(
-        "signer kind \"kms\" is not supported by the Worker: use kind = \"local\" and the \
-         {SIGNING_KEY_SECRET} secret"
+        "signer kinds \"kms\" and \"kms-wrapped\" are not supported by the Worker: use \
+         kind = \"local\" and the {SIGNING_KEY_SECRET} secret"
     )]
     SignerNotSupported,
     #[error("the {SIGNING_KEY_SECRET} secret is not set")]
@@ -31,12 +31,13 @@ pub enum InitError {
 }
 
 /// Builds the engine from the config document and the signing key as the runtime gives them
-/// (`None` when the binding is absent).
+/// (`None` when the binding is absent), and the isolate's ports.
 pub fn build(
     config_toml: Option<&str>,
     signing_key: Option<&str>,
     http: Arc<dyn HttpClient>,
     clock: Arc<dyn Clock>,
+    runtime: Arc<dyn AsyncRuntime>,
 ) -> Result<TxBridge, InitError> {
     let config = Config::from_toml_str(config_toml.ok_or(InitError::MissingConfig)?)?;
     let signer_config = config.signer();
@@ -49,13 +50,21 @@ pub fn build(
         .ok_or(InitError::MissingSigningKey)?;
     let signer = LocalSigner::from_encoded(key)?;
     let keys = KeySet::new(Arc::new(signer), signer_config.previous_public_keys.clone())?;
-    Ok(TxBridge::new(config, keys, http, clock))
+    Ok(TxBridge::new(config, keys, http, clock, runtime))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use txbridge_core::HttpError;
+    use txbridge_core::{HttpError, Task};
+
+    struct NoTasks;
+
+    #[async_trait::async_trait]
+    impl AsyncRuntime for NoTasks {
+        async fn sleep(&self, _: std::time::Duration) {}
+        fn spawn(&self, _: Task) {}
+    }
 
     struct NoHttp;
 
@@ -104,7 +113,13 @@ scopes = ["orders:read"]
     }
 
     fn try_build(config: Option<&str>, key: Option<&str>) -> Result<TxBridge, InitError> {
-        build(config, key, Arc::new(NoHttp), Arc::new(FixedClock))
+        build(
+            config,
+            key,
+            Arc::new(NoHttp),
+            Arc::new(FixedClock),
+            Arc::new(NoTasks),
+        )
     }
 
     fn get(bridge: &TxBridge, path: &str) -> http::Response<Vec<u8>> {
@@ -126,6 +141,7 @@ scopes = ["orders:read"]
     fn misconfigurations_are_reported() {
         let local = config("kind = \"local\"");
         let kms = config("kind = \"kms\"\nkey_id = \"alias/txbridge\"");
+        let wrapped = config("kind = \"kms-wrapped\"\nwrapped_key = \"AQID\"");
         let key = key();
         type Case<'a> = (
             &'a str,
@@ -141,6 +157,9 @@ scopes = ["orders:read"]
                 matches!(e, InitError::Config(_))
             }),
             ("kms signer", Some(&kms), Some(&key), |e| {
+                matches!(e, InitError::SignerNotSupported)
+            }),
+            ("kms-wrapped signer", Some(&wrapped), Some(&key), |e| {
                 matches!(e, InitError::SignerNotSupported)
             }),
             ("no key", Some(&local), None, |e| {

@@ -1,13 +1,16 @@
 //! The Workers runtime glue (wasm32 only): the `fetch` event, outbound HTTP over the Fetch API,
 //! the clock from `Date.now()`, JSON log lines on the console.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::future::{Either, select};
-use txbridge_core::{ClientIp, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY, TxBridge};
+use txbridge_core::{
+    AsyncRuntime, ClientIp, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY, Task, TxBridge,
+};
 use worker::{Context, Env, HttpRequest, event};
 
 use crate::init::{self, CONFIG_VAR, SIGNING_KEY_SECRET};
@@ -22,6 +25,8 @@ thread_local! {
     // A Worker isolate is single-threaded: this is one engine per isolate, built on its first
     // request (bindings are only available inside a request) and shared by all later ones.
     static ENGINE: OnceCell<Engine> = const { OnceCell::new() };
+    // Background tasks the engine spawned (key refreshes), waiting for a request's `waitUntil`.
+    static BACKGROUND: RefCell<Vec<Task>> = const { RefCell::new(Vec::new()) };
 }
 
 fn engine(env: &Env) -> Engine {
@@ -40,6 +45,7 @@ fn engine(env: &Env) -> Engine {
                 key.as_deref(),
                 Arc::new(FetchClient),
                 Arc::new(DateClock),
+                Arc::new(WorkerRuntime),
             )
             .map(Rc::new)
             .map_err(|err| Rc::from(err.to_string()))
@@ -49,10 +55,18 @@ fn engine(env: &Env) -> Engine {
 }
 
 #[event(fetch)]
-async fn fetch(request: HttpRequest, env: Env, _ctx: Context) -> worker::Result<worker::Response> {
+async fn fetch(request: HttpRequest, env: Env, ctx: Context) -> worker::Result<worker::Response> {
     let started = js_sys::Date::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    #[cfg(feature = "test-panic")]
+    if path == "/__test/panic" {
+        // Test builds only (feature `test-panic`): proves a panic becomes the contract's 503.
+        #[allow(clippy::panic)]
+        {
+            panic!("forced panic (test build)");
+        }
+    }
     let response = match engine(&env) {
         Ok(engine) => match core_request(request).await {
             Ok(request) => engine.handle(request).await,
@@ -63,6 +77,10 @@ async fn fetch(request: HttpRequest, env: Env, _ctx: Context) -> worker::Result<
             txbridge_core::unavailable_response()
         }
     };
+    // Key refreshes the engine started run past the response, under this request's waitUntil.
+    for task in BACKGROUND.with(|queue| std::mem::take(&mut *queue.borrow_mut())) {
+        ctx.wait_until(task);
+    }
     // Method, path and status only: the query string and the body may carry tokens.
     // `wasm_kib` (the isolate's linear memory, which never shrinks) and `js_refs` (the JS values
     // the Rust side holds, all requests in flight included) show a leak in our code where the
@@ -203,6 +221,25 @@ async fn fetch_capped(
     builder
         .body(buffer.into_bytes())
         .map_err(|e| HttpError::Other(e.to_string()))
+}
+
+/// Timers and background tasks in the Workers runtime. A request that waits for another's key
+/// fetch sleeps on a timer of its own (`setTimeout`, created in its own request context) and
+/// then re-reads the cache's plain state: it never awaits a promise or I/O object of another
+/// request, which the runtime forbids (it cancels such a request as hung). Background tasks are
+/// handed to `waitUntil` by the request that spawned them, once its response is ready.
+#[derive(Debug, Clone, Copy, Default)]
+struct WorkerRuntime;
+
+#[async_trait::async_trait(?Send)]
+impl AsyncRuntime for WorkerRuntime {
+    async fn sleep(&self, duration: Duration) {
+        worker::Delay::from(duration).await;
+    }
+
+    fn spawn(&self, task: Task) {
+        BACKGROUND.with(|queue| queue.borrow_mut().push(task));
+    }
 }
 
 /// The isolate's clock. Workers advance `Date.now()` only on I/O, which is precise enough for

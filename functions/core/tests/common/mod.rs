@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use rsa::pkcs1v15::SigningKey as RsaSigningKey;
 use rsa::signature::{SignatureEncoding as _, Signer as _};
 use serde_json::{Value, json};
-use txbridge_core::{Clock, Config, HttpClient, HttpError, KeySet, TxBridge};
+use txbridge_core::{AsyncRuntime, Clock, Config, HttpClient, HttpError, KeySet, Task, TxBridge};
 use txbridge_signer::LocalSigner;
 
 pub const NOW: u64 = 1_800_000_000;
@@ -216,11 +216,78 @@ impl HttpClient for FakeHttp {
     }
 }
 
+/// The async runtime of the tests. Timers follow the fixed clock: a short one (a waiter's poll
+/// interval, under a second) yields once; a long one (a fetch deadline) completes only once the
+/// clock has passed it, which a test does by setting the time. Background tasks wait in a queue
+/// until the test runs them ([`TestRuntime::run_background`]) or a request sleeps.
+pub struct TestRuntime {
+    pub clock: Arc<FixedClock>,
+    pub queued: Mutex<Vec<Task>>,
+    pub sleeps: AtomicUsize,
+}
+
+impl TestRuntime {
+    pub fn new(clock: Arc<FixedClock>) -> Self {
+        TestRuntime {
+            clock,
+            queued: Mutex::default(),
+            sleeps: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs the queued background tasks (and those they queue) to completion; returns how many.
+    pub fn run_background(&self) -> usize {
+        let mut n = 0;
+        loop {
+            let tasks: Vec<Task> = std::mem::take(&mut *self.queued.lock().unwrap());
+            if tasks.is_empty() {
+                return n;
+            }
+            n += tasks.len();
+            for t in tasks {
+                futures::executor::block_on(t);
+            }
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.queued.lock().unwrap().len()
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncRuntime for TestRuntime {
+    async fn sleep(&self, duration: std::time::Duration) {
+        self.sleeps.fetch_add(1, Ordering::SeqCst);
+        if duration < std::time::Duration::from_secs(1) {
+            // While a request waits, the background tasks make progress (as a runtime's would).
+            let tasks: Vec<Task> = std::mem::take(&mut *self.queued.lock().unwrap());
+            futures::future::join_all(tasks).await;
+            return YieldOnce(false).await;
+        }
+        let until = self.clock.now_millis() + duration.as_millis() as u64;
+        // Not woken by itself: it is polled again whenever its task is (by the work it bounds).
+        std::future::poll_fn(|_| {
+            if self.clock.now_millis() >= until {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn spawn(&self, task: Task) {
+        self.queued.lock().unwrap().push(task);
+    }
+}
+
 /// Two clusters: `alpha` (RS256, issuer hosts its own discovery) and `beta` (ES256, the
 /// mirror case: issuer string differs from where the documents are hosted).
 pub struct World {
     pub http: Arc<FakeHttp>,
     pub clock: Arc<FixedClock>,
+    pub runtime: Arc<TestRuntime>,
     pub alpha: TestKey,
     pub beta: TestKey,
     pub signer: Arc<LocalSigner>,
@@ -263,12 +330,21 @@ cluster = "*"
 namespace = "payments"
 service_account = "checkout"
 scopes = ["orders:read", "orders:write"]
+workloads = ["web", "wl-*", "spiffe://example/ns/payments/sa/*"]
 
 [[policies]]
 cluster = "alpha"
 namespace = "team-*"
 service_account = "*"
 scopes = ["reports:read"]
+
+# The workload that replaces TxTokens in the replacement tests (its actor_token).
+[[policies]]
+cluster = "alpha"
+namespace = "orders"
+service_account = "worker"
+scopes = ["orders:read"]
+workloads = ["svc-*"]
 {extra}
 "#
     )
@@ -282,6 +358,7 @@ impl World {
     pub fn with_config(toml: &str) -> World {
         let http = Arc::new(FakeHttp::default());
         let clock = Arc::new(FixedClock(AtomicU64::new(NOW)));
+        let runtime = Arc::new(TestRuntime::new(clock.clone()));
         let alpha = rsa_key(0);
         let beta = ec_key();
         http.set(
@@ -303,10 +380,11 @@ impl World {
         let signer = Arc::new(LocalSigner::generate());
         let config = Config::from_toml_str(toml).unwrap();
         let keys = KeySet::new(signer.clone(), vec![]).unwrap();
-        let bridge = TxBridge::new(config, keys, http.clone(), clock.clone());
+        let bridge = TxBridge::new(config, keys, http.clone(), clock.clone(), runtime.clone());
         World {
             http,
             clock,
+            runtime,
             alpha,
             beta,
             signer,

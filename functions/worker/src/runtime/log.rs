@@ -29,8 +29,12 @@ struct ConsoleSubscriber {
 }
 
 impl Subscriber for ConsoleSubscriber {
+    /// Up to the configured level for txbridge's own events, which never carry a token or a key;
+    /// dependencies' at `info` and above only, whatever the level (their debug and trace events
+    /// may carry request and response bodies).
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         *metadata.level() <= self.max
+            && (metadata.target().starts_with("txbridge") || *metadata.level() <= Level::INFO)
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
