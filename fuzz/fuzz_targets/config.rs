@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use txbridge_core::{Clock, Config, HttpClient, HttpError, KeySet, TxBridge};
+use txbridge_core::{AsyncRuntime, Clock, Config, HttpClient, HttpError, KeySet, Task, TxBridge};
 use txbridge_signer::LocalSigner;
 
 struct Fixed;
@@ -27,6 +27,16 @@ impl HttpClient for NoHttp {
     }
 }
 
+/// The documents make no fetch: nothing waits and nothing runs in the background.
+struct NoTasks;
+
+#[async_trait::async_trait]
+impl AsyncRuntime for NoTasks {
+    async fn sleep(&self, _: std::time::Duration) {}
+
+    fn spawn(&self, _: Task) {}
+}
+
 fn signer() -> Arc<LocalSigner> {
     static S: OnceLock<Arc<LocalSigner>> = OnceLock::new();
     S.get_or_init(|| Arc::new(LocalSigner::generate())).clone()
@@ -45,7 +55,13 @@ fuzz_target!(|data: &[u8]| {
     let keys = KeySet::new(signer(), config.signer().previous_public_keys.clone())
         .expect("a parsed config's previous keys form a key set");
     let issuer = config.issuer().to_owned();
-    let bridge = TxBridge::new(config, keys, Arc::new(NoHttp), Arc::new(Fixed));
+    let bridge = TxBridge::new(
+        config,
+        keys,
+        Arc::new(NoHttp),
+        Arc::new(Fixed),
+        Arc::new(NoTasks),
+    );
     for path in [
         "/.well-known/openid-configuration",
         "/.well-known/jwks.json",

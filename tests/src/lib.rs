@@ -4,6 +4,7 @@
 
 use std::process::Child;
 
+pub mod concurrency;
 pub mod faults;
 pub mod load;
 pub mod procs;

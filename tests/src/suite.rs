@@ -1,9 +1,9 @@
 //! The end-to-end suite, written once and run against every shell (Lambda under
 //! `cargo lambda watch`, Worker under workerd): real harness issuer, real HTTP.
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
@@ -84,9 +84,9 @@ pub struct Env {
     pub f: Function,
     pub signing_key: String,
     http: reqwest::blocking::Client,
-    secrets: RefCell<Vec<String>>,
+    secrets: Mutex<Vec<String>>,
     /// Log files of peers started by cases, for the leak check.
-    peer_logs: RefCell<Vec<PathBuf>>,
+    peer_logs: Mutex<Vec<PathBuf>>,
 }
 
 /// A response from the function.
@@ -110,16 +110,22 @@ impl Env {
             f,
             signing_key,
             http,
-            secrets: RefCell::new(Vec::new()),
-            peer_logs: RefCell::new(Vec::new()),
+            secrets: Mutex::new(Vec::new()),
+            peer_logs: Mutex::new(Vec::new()),
         };
-        env.secrets.borrow_mut().push(env.signing_key.clone());
+        env.secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(env.signing_key.clone());
         env
     }
 
     /// Records a token or key the leak check must not find in any log.
     pub fn remember(&self, secret: &str) {
-        self.secrets.borrow_mut().push(secret.to_owned());
+        self.secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(secret.to_owned());
     }
 
     /// Starts another instance of the shell under test with this config and signing key (its
@@ -131,7 +137,10 @@ impl Env {
                 let port = crate::free_port();
                 let (running, log, dir) =
                     crate::procs::start_lambda(port, config, key, &[("RUST_LOG", TRACE)])?;
-                self.peer_logs.borrow_mut().push(log);
+                self.peer_logs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(log);
                 Ok(Peer {
                     base_url: running.base_url.clone(),
                     _running: running,
@@ -141,7 +150,8 @@ impl Env {
             Shell::Worker => {
                 let running = crate::worker::start(config, key)?;
                 self.peer_logs
-                    .borrow_mut()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
                     .push(crate::worker::log_path(&running));
                 Ok(Peer {
                     base_url: running.base_url.clone(),
@@ -1362,7 +1372,11 @@ pub fn leak_check(env: &Env) -> anyhow::Result<()> {
     const W: usize = 16;
     let mut windows: HashSet<&[u8]> = HashSet::new();
     let mut texts = Vec::new();
-    let peers = env.peer_logs.borrow().clone();
+    let peers = env
+        .peer_logs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     for path in env
         .f
         .logs
@@ -1377,7 +1391,7 @@ pub fn leak_check(env: &Env) -> anyhow::Result<()> {
             windows.insert(w);
         }
     }
-    let secrets = env.secrets.borrow();
+    let secrets = env.secrets.lock().unwrap_or_else(|e| e.into_inner());
     for s in secrets.iter() {
         // Keys: check the base64 body lines; tokens: every window.
         let s: String = s.lines().filter(|l| !l.starts_with("-----")).collect();

@@ -16,3 +16,14 @@ fn lambda_upstream_faults() {
     let started = suite::start_lambda_env(&faults::CLUSTERS, faults::config).unwrap();
     faults::run(&started.env);
 }
+
+/// The same concurrency cases as the Worker's (parity).
+#[test]
+fn lambda_concurrent_requests() {
+    let started = suite::start_lambda_env(
+        &txbridge_tests::concurrency::CLUSTERS,
+        txbridge_tests::concurrency::config,
+    )
+    .unwrap();
+    txbridge_tests::concurrency::run(&started.env);
+}
