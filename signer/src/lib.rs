@@ -205,5 +205,13 @@ pub fn der_to_jose_low_s(der: &[u8]) -> Result<Vec<u8>, SignError> {
     Ok(sig.to_bytes().to_vec())
 }
 
+/// Normalises a raw 64-byte ECDSA P-256 signature (`r || s`, as aws-lc-rs and WebCrypto return
+/// it) to the low-S form every txbridge signer publishes.
+pub fn raw_to_jose_low_s(raw: &[u8]) -> Result<Vec<u8>, SignError> {
+    let sig = p256::ecdsa::Signature::from_slice(raw).map_err(|_| SignError::Malformed)?;
+    let sig = sig.normalize_s().unwrap_or(sig);
+    Ok(sig.to_bytes().to_vec())
+}
+
 #[cfg(test)]
 mod tests;

@@ -83,6 +83,16 @@ impl LocalSigner {
             .map_err(|_| KeyError::InvalidPrivateKey("cannot encode key"))
     }
 
+    /// The private key as DER PKCS#8 (zeroized on drop), for importing it into another crypto
+    /// backend (the Worker's WebCrypto). Handle as a secret.
+    pub fn to_pkcs8_der(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+        use p256::pkcs8::EncodePrivateKey as _;
+        p256::SecretKey::from(&self.key)
+            .to_pkcs8_der()
+            .map(|doc| zeroize::Zeroizing::new(doc.as_bytes().to_vec()))
+            .map_err(|_| KeyError::InvalidPrivateKey("cannot encode key"))
+    }
+
     fn from_secret(secret: p256::SecretKey) -> Result<Self, KeyError> {
         #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
         let native = {
@@ -131,9 +141,7 @@ impl LocalSigner {
             .map_err(|_| SignError::KeyUnusable {
                 code: "aws-lc-rs sign failed".into(),
             })?;
-        let sig = Signature::from_slice(raw.as_ref()).map_err(|_| SignError::Malformed)?;
-        let sig = sig.normalize_s().unwrap_or(sig);
-        Ok(sig.to_bytes().to_vec())
+        crate::raw_to_jose_low_s(raw.as_ref())
     }
 }
 

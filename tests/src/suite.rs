@@ -322,7 +322,8 @@ pub fn expect_error(r: &Resp, status: u16, code: &str, what: &str) -> anyhow::Re
     Ok(())
 }
 
-/// Verifies a TxToken with jsonwebtoken on the published JWKS; returns header and claims.
+/// Verifies a TxToken with jsonwebtoken on the published JWKS; returns header and claims. Its
+/// ES256 signature must be in low-S form, as every txbridge signer normalises it.
 pub fn verify(
     jwks: &Value,
     token: &str,
@@ -330,6 +331,15 @@ pub fn verify(
     aud: &str,
 ) -> anyhow::Result<(jsonwebtoken::Header, Value)> {
     let header = jsonwebtoken::decode_header(token)?;
+    let sig = B64.decode(token.rsplit('.').next().unwrap_or_default())?;
+    ensure!(sig.len() == 64, "ES256 signature of {} bytes", sig.len());
+    // P-256 order n; low-S means s <= n / 2.
+    const HALF_N: [u8; 32] = [
+        0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31,
+        0x92, 0xa8,
+    ];
+    ensure!(sig[32..] <= HALF_N[..], "a high-S signature");
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone())?;
     let kid = header.kid.as_deref().context("kid")?;
     let jwk = set.find(kid).context("kid not published")?;
@@ -1443,6 +1453,31 @@ fn record_timing(env: &Env, label: &str) -> anyhow::Result<()> {
     ))
 }
 
+/// The Worker verifies subject tokens through WebCrypto: every key it fetched was imported.
+fn crypto_backend(env: &Env) -> anyhow::Result<()> {
+    if env.f.shell != Shell::Worker {
+        return Ok(());
+    }
+    let mut fetches = 0;
+    for path in &env.f.logs {
+        for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if v["message"] != "issuer keys fetched" {
+                continue;
+            }
+            fetches += 1;
+            ensure!(
+                v["imported"] == v["keys"] && v["keys"].as_u64().unwrap_or(0) > 0,
+                "not every key was imported into WebCrypto: {line}"
+            );
+        }
+    }
+    ensure!(fetches > 0, "no key fetch logged");
+    Ok(())
+}
+
 /// Runs every case; reports all failures at once. `label` names the target in the timing line.
 pub fn run(env: &Env, label: &str) {
     type Case = (&'static str, fn(&Env) -> anyhow::Result<()>);
@@ -1463,6 +1498,7 @@ pub fn run(env: &Env, label: &str) {
             "replacement after rotation and expiry",
             replacement_after_rotation_and_expiry,
         ),
+        ("crypto backend", crypto_backend),
         ("leak check", leak_check),
     ];
     let mut failures = Vec::new();

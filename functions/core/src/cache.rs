@@ -44,7 +44,7 @@ use url::Url;
 
 use crate::config::{Cluster, KeyCacheConfig};
 use crate::jose::{self, VerifyKey};
-use crate::ports::{AsyncRuntime, Clock, HttpClient, MAX_UPSTREAM_BODY};
+use crate::ports::{AsyncRuntime, Clock, HttpClient, MAX_UPSTREAM_BODY, VerifyBackend};
 
 /// Why fresh keys could not be had (logged at warn; the client sees a generic 503).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -393,6 +393,8 @@ struct Shared {
     http: Arc<dyn HttpClient>,
     clock: Arc<dyn Clock>,
     runtime: Arc<dyn AsyncRuntime>,
+    /// Imports each fetched key once (the Worker's WebCrypto); none natively.
+    backend: Option<Arc<dyn VerifyBackend>>,
 }
 
 /// The key cache of a fixed list of sources (the exchange: `Config::clusters`, in order).
@@ -435,8 +437,15 @@ impl KeyCache {
                 http,
                 clock,
                 runtime,
+                backend: None,
             },
         }
+    }
+
+    /// Verifies with `backend` the keys it can import (imported once per fetch).
+    pub fn with_verify_backend(mut self, backend: Arc<dyn VerifyBackend>) -> Self {
+        self.shared.backend = Some(backend);
+        self
     }
 
     /// The keys to verify a token of source `idx` whose header names `kid` (rules: module docs).
@@ -509,19 +518,33 @@ async fn refresh(
 ) -> Result<usize, FetchError> {
     // Dropped after `finish` (a no-op then), or with this future when its owner goes away.
     let _guard = ClaimGuard { slot, id };
-    let fetched = with_deadline(
-        s.runtime.sleep(FETCH_DEADLINE),
-        fetch_keys(slot.source.as_ref(), s.http.as_ref()),
-    )
-    .await
-    .unwrap_or(Err(FetchError::Timeout));
+    let fetch = async {
+        let mut keys = fetch_keys(slot.source.as_ref(), s.http.as_ref()).await?;
+        if let Some(backend) = &s.backend {
+            for key in &mut keys {
+                let alg = key.algorithm();
+                if let Some(imported) = backend.import(&key.public_material(), alg).await {
+                    key.set_backend(alg, imported);
+                }
+            }
+        }
+        Ok(keys)
+    };
+    let fetched = with_deadline(s.runtime.sleep(FETCH_DEADLINE), fetch)
+        .await
+        .unwrap_or(Err(FetchError::Timeout));
     let ended = s.clock.now_millis();
+    let imported = fetched.as_ref().map_or(0, |keys| {
+        keys.iter().filter(|k| k.has_backend_key()).count()
+    });
     let outcome = slot
         .lock()
         .finish(id, started, ended, fetched, kid, &s.tuning);
     let name = slot.source.name();
     match outcome {
-        Ok(keys) => tracing::debug!(cluster = %name, keys, "issuer keys fetched"),
+        Ok(keys) => {
+            tracing::debug!(cluster = %name, keys, imported, "issuer keys fetched");
+        }
         Err(error) => tracing::warn!(cluster = %name, %error, "issuer key fetch failed"),
     }
     outcome

@@ -94,6 +94,13 @@ impl TxBridge {
         }
     }
 
+    /// Verifies subject-token signatures through `backend` where it can import the key (the
+    /// Worker: WebCrypto); txbridge's own code verifies the rest.
+    pub fn with_verify_backend(mut self, backend: Arc<dyn crate::ports::VerifyBackend>) -> Self {
+        self.cache = self.cache.with_verify_backend(backend);
+        self
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

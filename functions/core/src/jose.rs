@@ -269,8 +269,17 @@ impl NativeKey {
     }
 }
 
+/// The public half of an accepted key, in the form a [`crate::ports::VerifyBackend`] imports:
+/// RSA modulus and exponent (big-endian), or an uncompressed SEC1 P-256 point (65 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublicKeyMaterial {
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    P256 { sec1: Vec<u8> },
+}
+
 /// One usable key of a cluster.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VerifyKey {
     pub kid: Option<String>,
     /// The JWK's `alg`, when it names one.
@@ -282,6 +291,21 @@ pub struct VerifyKey {
         allow(dead_code)
     )]
     native: NativeKey,
+    /// The same key imported by the shell's verify backend (the Worker's WebCrypto), with the
+    /// algorithm it was imported for; [`VerifyKey::verify_async`] prefers it.
+    backend: Option<(Algorithm, std::sync::Arc<dyn crate::ports::BackendKey>)>,
+}
+
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("material", &self.material)
+            .field("native", &self.native)
+            .field("backend", &self.backend.as_ref().map(|(alg, _)| alg))
+            .finish()
+    }
 }
 
 impl VerifyKey {
@@ -295,6 +319,56 @@ impl VerifyKey {
             (&self.material, alg),
             (KeyMaterial::Rsa(_), Algorithm::RS256) | (KeyMaterial::Ec(_), Algorithm::ES256)
         )
+    }
+
+    /// The public key, for a verify backend to import.
+    pub fn public_material(&self) -> PublicKeyMaterial {
+        match &self.material {
+            KeyMaterial::Rsa(key) => {
+                use rsa::traits::PublicKeyParts as _;
+                let key: &rsa::RsaPublicKey = key.as_ref().as_ref();
+                PublicKeyMaterial::Rsa {
+                    n: key.n().to_bytes_be(),
+                    e: key.e().to_bytes_be(),
+                }
+            }
+            KeyMaterial::Ec(key) => PublicKeyMaterial::P256 {
+                sec1: key.to_encoded_point(false).as_bytes().to_vec(),
+            },
+        }
+    }
+
+    /// The algorithm this key serves: its JWK's `alg`, else its family's.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg.unwrap_or(match self.material {
+            KeyMaterial::Rsa(_) => Algorithm::RS256,
+            KeyMaterial::Ec(_) => Algorithm::ES256,
+        })
+    }
+
+    /// Keeps the key `backend` imported for `alg`.
+    pub fn set_backend(
+        &mut self,
+        alg: Algorithm,
+        key: std::sync::Arc<dyn crate::ports::BackendKey>,
+    ) {
+        self.backend = Some((alg, key));
+    }
+
+    /// Which backend verifies this key: the shell's (imported), or txbridge's own.
+    pub fn has_backend_key(&self) -> bool {
+        self.backend.is_some()
+    }
+
+    /// [`VerifyKey::verify`] through the shell's verify backend when it imported this key for
+    /// `alg`, through txbridge's own code otherwise. Caller has checked [`VerifyKey::fits`].
+    pub async fn verify_async(&self, alg: Algorithm, input: &[u8], signature: &[u8]) -> bool {
+        match &self.backend {
+            Some((imported_for, key)) if *imported_for == alg => {
+                self.family_fits(alg) && key.verify(input, signature).await
+            }
+            _ => self.verify(alg, input, signature),
+        }
     }
 
     /// Verifies `signature` over `input`. Caller has checked [`VerifyKey::fits`].
@@ -401,6 +475,7 @@ fn parse_jwk(raw: RawJwk) -> Option<VerifyKey> {
         alg,
         material,
         native,
+        backend: None,
     })
 }
 

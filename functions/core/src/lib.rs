@@ -28,6 +28,8 @@ pub use error::{Error, ErrorCode, SubjectTokenError};
 pub use handler::{ClientIp, TxBridge, error_response, unavailable_response};
 #[cfg(not(target_arch = "wasm32"))]
 pub use ports::SystemClock;
-pub use ports::{AsyncRuntime, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY, Task};
+pub use ports::{
+    AsyncRuntime, BackendKey, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY, Task, VerifyBackend,
+};
 pub use txbridge_signer::{KeySet, PublicJwk, Signer};
 pub use txtoken::{TxTokenClaims, TxTokenError};

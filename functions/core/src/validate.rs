@@ -126,7 +126,10 @@ pub async fn validate(
     if !key.fits(alg) {
         return Err(E::AlgorithmNotAllowed.into());
     }
-    if !key.verify(alg, jws.signing_input, &jws.signature) {
+    if !key
+        .verify_async(alg, jws.signing_input, &jws.signature)
+        .await
+    {
         return Err(E::BadSignature.into());
     }
 

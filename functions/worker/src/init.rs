@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use txbridge_core::{AsyncRuntime, Clock, Config, ConfigError, HttpClient, SignerKind, TxBridge};
-use txbridge_signer::{KeyError, KeySet, LocalSigner};
+use txbridge_signer::{KeyError, KeySet, LocalSigner, Signer};
 
 /// The var holding the TOML config document.
 pub const CONFIG_VAR: &str = "TXBRIDGE_CONFIG";
@@ -31,13 +31,15 @@ pub enum InitError {
 }
 
 /// Builds the engine from the config document and the signing key as the runtime gives them
-/// (`None` when the binding is absent), and the isolate's ports.
+/// (`None` when the binding is absent), and the isolate's ports. `signer` wraps the parsed key
+/// in the signer that will sign (the Workers runtime: WebCrypto).
 pub fn build(
     config_toml: Option<&str>,
     signing_key: Option<&str>,
     http: Arc<dyn HttpClient>,
     clock: Arc<dyn Clock>,
     runtime: Arc<dyn AsyncRuntime>,
+    signer: impl FnOnce(LocalSigner) -> Arc<dyn Signer>,
 ) -> Result<TxBridge, InitError> {
     let config = Config::from_toml_str(config_toml.ok_or(InitError::MissingConfig)?)?;
     let signer_config = config.signer();
@@ -48,8 +50,8 @@ pub fn build(
     let key = signing_key
         .filter(|k| !k.trim().is_empty())
         .ok_or(InitError::MissingSigningKey)?;
-    let signer = LocalSigner::from_encoded(key)?;
-    let keys = KeySet::new(Arc::new(signer), signer_config.previous_public_keys.clone())?;
+    let signer = signer(LocalSigner::from_encoded(key)?);
+    let keys = KeySet::new(signer, signer_config.previous_public_keys.clone())?;
     Ok(TxBridge::new(config, keys, http, clock, runtime))
 }
 
@@ -119,6 +121,7 @@ scopes = ["orders:read"]
             Arc::new(NoHttp),
             Arc::new(FixedClock),
             Arc::new(NoTasks),
+            |rust| Arc::new(rust),
         )
     }
 

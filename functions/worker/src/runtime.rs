@@ -17,6 +17,7 @@ use crate::init::{self, CONFIG_VAR, SIGNING_KEY_SECRET};
 use crate::limits::{self, BodyBuffer, MAX_REQUEST_BODY, UPSTREAM_TIMEOUT};
 
 mod log;
+mod webcrypto;
 
 /// The engine of this isolate, or why there is none (a message without secrets).
 type Engine = Result<Rc<TxBridge>, Rc<str>>;
@@ -46,7 +47,9 @@ fn engine(env: &Env) -> Engine {
                 Arc::new(FetchClient),
                 Arc::new(DateClock),
                 Arc::new(WorkerRuntime),
+                |rust| Arc::new(webcrypto::WebCryptoSigner::new(rust)),
             )
+            .map(|engine| engine.with_verify_backend(Arc::new(webcrypto::WebCryptoVerifier)))
             .map(Rc::new)
             .map_err(|err| Rc::from(err.to_string()))
         })
