@@ -6,7 +6,9 @@
 # timings under workerd. One command: `bash bench/run.sh` (2.5-6.5 min measured on 2 shared cores with a warm build).
 #
 # Knobs: BENCH_SECS (criterion measurement time per benchmark, default 3), BENCH_SKIP_WORKER=1
-# (no workerd section), BENCH_SKIP_CALLGRIND=1.
+# (no workerd section), BENCH_SKIP_CALLGRIND=1, BENCH_WORKER_BASELINE (a git revision whose Worker
+# build is measured in the same run as the current one; default 4a98ac5, the last build that
+# verified and signed with rsa/p256 inside wasm; empty: none).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -83,6 +85,26 @@ fi
 log "thundering herd test"
 cargo test -q -p txbridge-tests --test thundering_herd -- --nocapture >"$OUT/herd.log" 2>&1 ||
   { tail -30 "$OUT/herd.log" >&2; exit 1; }
+
+# --- the Worker baseline: an earlier revision's build, for CPU figures in the same run ----------
+# Built from a detached worktree that shares this target dir (registry crates are reused) and
+# node_modules; nothing is written into the repository.
+BASELINE_REV="${BENCH_WORKER_BASELINE-4a98ac5}"
+if [ "${BENCH_SKIP_WORKER:-0}" != 1 ] && [ -n "$BASELINE_REV" ]; then
+  src="$OUT/baseline-src"
+  if [ "$(git -C "$src" rev-parse HEAD 2>/dev/null)" != "$(git rev-parse "$BASELINE_REV^{commit}")" ]; then
+    git worktree remove --force "$src" 2>/dev/null || rm -rf "$src"
+    git worktree prune
+    git worktree add -q --detach "$src" "$BASELINE_REV"
+  fi
+  ln -sfn "$ROOT/target" "$src/target"
+  ln -sfn "$ROOT/functions/worker/node_modules" "$src/functions/worker/node_modules"
+  log "building the baseline Worker ($BASELINE_REV)"
+  bash "$src/functions/worker/build.sh" >"$OUT/baseline-build.log" 2>&1 ||
+    { tail -30 "$OUT/baseline-build.log" >&2; exit 1; }
+  export TXBRIDGE_BENCH_WORKER_BASELINE="$src/functions/worker/build"
+  export TXBRIDGE_BENCH_WORKER_BASELINE_REV="$BASELINE_REV"
+fi
 
 # --- shells: cold start, Lambda under cargo lambda watch, Worker under workerd ------------------
 sections=(cold-start lambda)

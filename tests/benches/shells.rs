@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 use txbridge_tests::procs::{Harness, TempDir, lambda_base_url, start_lambda};
 use txbridge_tests::suite::{JWT, TE, TXN};
@@ -533,18 +533,199 @@ fn lambda_loopback(n: usize) -> anyhow::Result<Value> {
     r
 }
 
+/// The Worker under workerd: warm exchanges vs `/healthz` over loopback (wall clock), and the CPU
+/// time workerd spends per warm exchange, read from outside (workerd exposes no CPU time to the
+/// Worker): user + system time of each of its threads from `/proc/<pid>/task/<tid>/stat` before
+/// and after a batch of `/healthz` and a batch of exchanges; CPU per exchange = (exchange batch -
+/// healthz batch) / N, for all threads and for the busiest one (the thread running the isolate,
+/// closest to what Cloudflare bills). Median of [`CPU_ROUNDS`] rounds, RS256 and ES256 subject
+/// tokens, for the current build and, when `TXBRIDGE_BENCH_WORKER_BASELINE` names one, a
+/// baseline build measured in the same run.
 fn worker(n: usize) -> anyhow::Result<Value> {
-    let harness = Harness::start(&["name=alpha,alg=RS256"])?;
+    let harness = Harness::start(&["name=alpha,alg=RS256", "name=beta,alg=ES256,mirror"])?;
     let (config, key) = harness.config("https://txbridge-worker.example.test")?;
     let running = txbridge_tests::worker::start(&config, &key)?;
     let token = harness.token("alpha", "payments", "checkout", &["txbridge"], 3600)?;
-    let r = loopback(&running.base_url, &token, n);
+    let mut r = loopback(&running.base_url, &token, n)?;
     drop(running);
-    let mut r = r?;
-    let build = txbridge_tests::worker::worker_dir().join("build/index_bg.wasm");
-    if !build.exists() {
-        bail!("{} missing", build.display());
+
+    let plain = plain_config(&harness)?;
+    let cpu_n = runs("TXBRIDGE_BENCH_CPU_N", 1000);
+    let mut builds = vec![(
+        "current",
+        txbridge_tests::worker::worker_dir().join("build"),
+    )];
+    if let Some(dir) = std::env::var_os("TXBRIDGE_BENCH_WORKER_BASELINE") {
+        builds.push(("baseline", PathBuf::from(dir)));
     }
-    r["wasm"] = json!(build.display().to_string());
+    let mut cpu = serde_json::Map::new();
+    for (name, dir) in &builds {
+        let wasm = std::fs::read(dir.join("index_bg.wasm"))
+            .with_context(|| format!("{}: no index_bg.wasm", dir.display()))?;
+        let running = txbridge_tests::worker::start_dir(dir, &plain, &key)?;
+        let mut per_alg = serde_json::Map::new();
+        for (alg, cluster) in [("rs256", "alpha"), ("es256", "beta")] {
+            let token = harness.token(cluster, "payments", "checkout", &["txbridge"], 3600)?;
+            per_alg.insert(
+                alg.into(),
+                cpu_per_exchange(&running.base_url, running.pid(), &token, cpu_n)?,
+            );
+        }
+        per_alg.insert("wasm_raw".into(), json!(wasm.len()));
+        per_alg.insert("wasm_gzip".into(), json!(gzip_len(&wasm)?));
+        cpu.insert((*name).into(), Value::Object(per_alg));
+    }
+    r["cpu"] = Value::Object(cpu);
+    r["cpu_n"] = json!(cpu_n);
+    r["cpu_rounds"] = json!(CPU_ROUNDS);
     Ok(r)
+}
+
+/// Rounds of the CPU measurement; the median is reported.
+const CPU_ROUNDS: usize = 3;
+
+/// A config every build of the Worker understands (no keys newer than the baseline's): the
+/// harness's clusters, one policy.
+fn plain_config(harness: &Harness) -> anyhow::Result<String> {
+    let mut out = String::from(
+        "issuer = \"https://txbridge-worker.example.test\"\n[signer]\nkind = \"local\"\n",
+    );
+    for c in &harness.clusters {
+        out.push_str(&format!(
+            "[[clusters]]\nname = {}\nissuer = {}\ndiscovery_url = {}\naudiences = [\"txbridge\"]\n\
+             insecure_allow_http_loopback = true\n",
+            c["name"], c["issuer"], c["discovery_url"]
+        ));
+    }
+    out.push_str(
+        "[[policies]]\ncluster = \"*\"\nnamespace = \"payments\"\nservice_account = \"checkout\"\n\
+         scopes = [\"orders:read\"]\n",
+    );
+    txbridge_core::Config::from_toml_str(&out).context("plain config")?;
+    Ok(out)
+}
+
+fn gzip_len(bytes: &[u8]) -> anyhow::Result<usize> {
+    let mut child = Command::new("gzip")
+        .args(["-9", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    // Written from a thread: gzip's output would fill its pipe before all input is written.
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output()?;
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("gzip writer"))??;
+    ensure!(out.status.success(), "gzip failed");
+    Ok(out.stdout.len())
+}
+
+/// Clock ticks per second of `/proc/.../stat` times.
+fn clock_ticks() -> anyhow::Result<u64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+/// user + system time, in clock ticks, of every thread of `pid`.
+fn thread_ticks(pid: u32) -> anyhow::Result<std::collections::BTreeMap<u32, u64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let entry = entry?;
+        let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue; // the thread ended
+        };
+        // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| -> anyhow::Result<u64> {
+            Ok(fields.get(n - 3).context("short stat")?.parse()?)
+        };
+        out.insert(tid, field(14)? + field(15)?);
+    }
+    Ok(out)
+}
+
+fn ticks_since(
+    before: &std::collections::BTreeMap<u32, u64>,
+    after: &std::collections::BTreeMap<u32, u64>,
+) -> std::collections::BTreeMap<u32, u64> {
+    after
+        .iter()
+        .map(|(tid, t)| {
+            (
+                *tid,
+                t.saturating_sub(before.get(tid).copied().unwrap_or(0)),
+            )
+        })
+        .collect()
+}
+
+fn cpu_per_exchange(base_url: &str, pid: u32, token: &str, n: usize) -> anyhow::Result<Value> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let body = exchange_form(token);
+    let exchange = || -> anyhow::Result<()> {
+        let resp = client
+            .post(format!("{base_url}/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()?;
+        ensure!(resp.status() == 200, "exchange answered {}", resp.status());
+        let _ = resp.bytes()?;
+        Ok(())
+    };
+    let healthz = || -> anyhow::Result<()> {
+        let resp = client.get(format!("{base_url}/healthz")).send()?;
+        ensure!(resp.status() == 200, "healthz answered {}", resp.status());
+        let _ = resp.bytes()?;
+        Ok(())
+    };
+    for _ in 0..50 {
+        exchange()?;
+        healthz()?;
+    }
+    let ms_per_tick = 1000.0 / clock_ticks()? as f64;
+    let (mut isolate, mut all, mut wall) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..CPU_ROUNDS {
+        let s0 = thread_ticks(pid)?;
+        for _ in 0..n {
+            healthz()?;
+        }
+        let s1 = thread_ticks(pid)?;
+        let started = Instant::now();
+        for _ in 0..n {
+            exchange()?;
+        }
+        let took = started.elapsed();
+        let s2 = thread_ticks(pid)?;
+        let (hz, ex) = (ticks_since(&s0, &s1), ticks_since(&s1, &s2));
+        let busiest = ex.iter().max_by_key(|(_, t)| **t).map(|(tid, _)| *tid);
+        let of = |m: &std::collections::BTreeMap<u32, u64>, tid: Option<u32>| {
+            tid.and_then(|t| m.get(&t)).copied().unwrap_or(0) as f64
+        };
+        let per = |ex_ticks: f64, hz_ticks: f64| (ex_ticks - hz_ticks) * ms_per_tick / n as f64;
+        isolate.push(per(of(&ex, busiest), of(&hz, busiest)));
+        all.push(per(
+            ex.values().sum::<u64>() as f64,
+            hz.values().sum::<u64>() as f64,
+        ));
+        wall.push(ms(took) / n as f64);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok(json!({
+        "isolate_thread_ms": median(&mut isolate),
+        "all_threads_ms": median(&mut all),
+        "wall_ms": median(&mut wall),
+        "rounds_isolate_thread_ms": isolate,
+    }))
 }

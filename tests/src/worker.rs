@@ -66,7 +66,12 @@ pub fn start_build(
     signing_key_pem: &str,
 ) -> anyhow::Result<Running> {
     ensure_built(build)?;
-    let out = build.dir();
+    start_dir(&build.dir(), config_toml, signing_key_pem)
+}
+
+/// Serves the Worker built into `out` (its `entry.mjs` when it has one, else worker-build's
+/// `index.js`, as builds before the entry module had): benchmarks compare builds this way.
+pub fn start_dir(out: &Path, config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running> {
     let workerd = worker_dir().join("node_modules/.bin/workerd");
     if !workerd.exists() {
         bail!(
@@ -82,14 +87,18 @@ pub fn start_build(
     let _ = fs::remove_dir_all(&run_dir);
     fs::create_dir_all(&run_dir)?;
     // Copies, so that a rebuild while this instance runs cannot change what it serves.
-    for module in MODULES {
+    let modules: Vec<&str> = MODULES
+        .into_iter()
+        .filter(|m| out.join(m).exists())
+        .collect();
+    for module in &modules {
         fs::copy(out.join(module), run_dir.join(module))?;
     }
     fs::write(run_dir.join("config.toml"), config_toml)?;
     fs::write(run_dir.join("signing-key.pem"), signing_key_pem)?;
     fs::write(
         run_dir.join("workerd.capnp"),
-        capnp_config(port, &compatibility_date()?),
+        capnp_config(port, &compatibility_date()?, &modules),
     )?;
 
     let log = fs::File::create(&log_path)?;
@@ -136,7 +145,18 @@ fn wait_ready(running: &mut Running, base_url: &str) -> anyhow::Result<()> {
 /// The workerd config: the built modules, the var and the secret as text bindings, and an
 /// `internet` service (workerd's default outbound) that also allows private addresses, so the
 /// Worker can fetch discovery documents and JWKS from loopback test servers.
-fn capnp_config(port: u16, compatibility_date: &str) -> String {
+fn capnp_config(port: u16, compatibility_date: &str, modules: &[&str]) -> String {
+    let modules: String = modules
+        .iter()
+        .map(|m| {
+            let kind = if m.ends_with(".wasm") {
+                "wasm"
+            } else {
+                "esModule"
+            };
+            format!("    (name = \"{m}\", {kind} = embed \"{m}\"),\n")
+        })
+        .collect();
     format!(
         r#"using Workerd = import "/workerd/workerd.capnp";
 
@@ -150,10 +170,7 @@ const config :Workerd.Config = (
 
 const txbridge :Workerd.Worker = (
   modules = [
-    (name = "entry.mjs", esModule = embed "entry.mjs"),
-    (name = "index.js", esModule = embed "index.js"),
-    (name = "index_bg.wasm", wasm = embed "index_bg.wasm"),
-  ],
+{modules}  ],
   compatibilityDate = "{compatibility_date}",
   bindings = [
     (name = "TXBRIDGE_CONFIG", text = embed "config.toml"),

@@ -166,6 +166,53 @@ fn exchange(c: &mut Criterion) {
     assert_eq!(fetches, after, "warm exchanges must not fetch keys");
 }
 
+/// The two hostile `scope` values of 9,500 tokens each, of the same length (the body stays under
+/// the 64 KiB cap): all distinct, and one token repeated. Both must be refused at the same cost.
+fn hostile_scope_bodies(token: &str) -> [(&'static str, Vec<u8>); 2] {
+    let distinct: Vec<String> = (0..9_500).map(|i| format!("s{i}")).collect();
+    let repeated = vec!["s9999"; 9_500].join(" ");
+    let request = |scope: &str| {
+        let mut f = form(token);
+        f.push(("scope", scope.to_owned()));
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs(&f))
+            .finish();
+        assert!(body.len() < 64 * 1024, "{} bytes", body.len());
+        body.into_bytes()
+    };
+    [
+        ("scope_9500_distinct", request(&distinct.join(" "))),
+        ("scope_9500_repeated", request(&repeated)),
+    ]
+}
+
+/// Hostile input: a `scope` of ~9,500 distinct tokens vs one token repeated ~9,500 times,
+/// through `TxBridge::handle` (refused with invalid_scope before any key is looked at).
+fn hostile(c: &mut Criterion) {
+    let world = World::new();
+    let token = world.alpha_token("payments", "checkout");
+    let mut g = c.benchmark_group("hostile");
+    for (id, body) in hostile_scope_bodies(&token) {
+        g.bench_function(id, |b| {
+            b.iter_batched(
+                || {
+                    http::Request::post("/token")
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(body.clone())
+                        .unwrap()
+                },
+                |req| {
+                    let resp = block_on(world.bridge.handle(req));
+                    assert_eq!(resp.status(), 400);
+                    resp
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
 /// Verification backends that build here, on the same tokens: the rsa / p256 crates as core
 /// uses them (key parsed once), jsonwebtoken's `rust_crypto` provider (the same crates, key
 /// rebuilt per verify), and aws-lc-rs (native only; already linked into the Lambda by rustls).
@@ -399,6 +446,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = floor, exchange, backends, throughput
+    targets = floor, exchange, backends, throughput, hostile
 }
 criterion_main!(benches);

@@ -362,6 +362,15 @@ fn kms_wrapped_signer() {
     );
 }
 
+/// Hosts are ASCII (an internationalised name in its xn-- form): no Unicode host processing.
+#[test]
+fn non_ascii_hosts_are_refused() {
+    let text = with("", "").replace("oidc.eks.eu-west-1.amazonaws.com", "bücher.example");
+    assert!(Config::from_toml_str(&text).is_err());
+    let text = with("", "").replace("oidc.eks.eu-west-1.amazonaws.com", "xn--bcher-kva.example");
+    assert!(Config::from_toml_str(&text).is_ok());
+}
+
 #[test]
 fn loopback_http_needs_the_flag() {
     let text = with("", "").replace(

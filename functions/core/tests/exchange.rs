@@ -861,3 +861,48 @@ fn hostile_bodies_are_refused_before_any_work() {
         "no fetch"
     );
 }
+
+/// The cost of refusing a hostile `scope` does not grow with the number of distinct tokens: a
+/// body of ~9,500 distinct tokens is refused about as fast as one repeating a single token (it
+/// was ~1.3e8 string compares before the cap stopped the parse). A regression test on the
+/// ratio's order of magnitude (best of many runs, so load on the machine cannot fake it); the
+/// figures themselves come from the `hostile` benchmark.
+#[test]
+fn hostile_scope_costs_are_linear() {
+    let w = World::new();
+    let token = w.alpha_token("payments", "checkout");
+    let body = |scope: String| {
+        let mut f = form(&token);
+        f.push(("scope", scope));
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs(&f))
+            .finish()
+            .into_bytes()
+    };
+    let distinct = body(
+        (0..9_500)
+            .map(|i| format!("s{i}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    let repeated = body(vec!["s9999"; 9_500].join(" "));
+    let best = |b: &[u8]| {
+        (0..25)
+            .map(|_| {
+                let req = http::Request::post("/token")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(b.to_vec())
+                    .unwrap();
+                let started = std::time::Instant::now();
+                let resp = block_on(w.bridge.handle(req));
+                let took = started.elapsed();
+                assert_eq!(resp.status(), 400);
+                took
+            })
+            .min()
+            .unwrap()
+    };
+    let (d, r) = (best(&distinct), best(&repeated));
+    let ratio = d.as_secs_f64() / r.as_secs_f64();
+    assert!(ratio < 5.0, "distinct {d:?} vs repeated {r:?}: {ratio:.1}x");
+}
