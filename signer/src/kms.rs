@@ -1,4 +1,6 @@
-//! AWS KMS signing key (`[signer] kind = "kms"`): an `ECC_NIST_P256` / `SIGN_VERIFY` key.
+//! AWS KMS signing key (`[signer] kind = "kms"`): an `ECC_NIST_P256` / `SIGN_VERIFY` key; and
+//! the KMS-wrapped key (`kind = "kms-wrapped"`, [`unwrap_signing_key`]): one `Decrypt` per cold
+//! start, then signing in memory.
 //!
 //! The public key is fetched once, at construction, with `GetPublicKey`; each signature is
 //! exactly one `Sign` call (`ECDSA_SHA_256` over a locally computed SHA-256 digest). The DER
@@ -44,10 +46,23 @@ pub async fn unwrap_signing_key(
     wrapped_b64: &str,
     options: KmsSignerOptions,
 ) -> Result<crate::LocalSigner, KeyError> {
-    let config = options
-        .apply(aws_config::defaults(BehaviorVersion::latest()))
-        .load()
-        .await;
+    unwrap_signing_key_from(
+        aws_config::defaults(BehaviorVersion::latest()),
+        wrapped_b64,
+        options,
+    )
+    .await
+}
+
+/// [`unwrap_signing_key`] from a caller-prepared SDK config loader (explicit region, endpoint or
+/// credentials); the options' timeouts and retries override the loader's.
+#[cfg(feature = "local")]
+pub async fn unwrap_signing_key_from(
+    loader: ConfigLoader,
+    wrapped_b64: &str,
+    options: KmsSignerOptions,
+) -> Result<crate::LocalSigner, KeyError> {
+    let config = options.apply(loader).load().await;
     if config.region().is_none() {
         return Err(KeyError::Unsupported(
             "no AWS region configured (set AWS_REGION)".into(),

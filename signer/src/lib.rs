@@ -25,7 +25,7 @@ mod kms;
 #[cfg(all(feature = "kms", not(target_arch = "wasm32")))]
 pub use kms::{KmsSigner, KmsSignerOptions, WRAPPED_KEY_CONTEXT};
 #[cfg(all(feature = "kms", feature = "local", not(target_arch = "wasm32")))]
-pub use kms::{unwrap_signing_key, unwrap_signing_key_with};
+pub use kms::{unwrap_signing_key, unwrap_signing_key_from, unwrap_signing_key_with};
 
 /// The only algorithm txbridge signs with.
 pub const ES256: &str = "ES256";

@@ -23,14 +23,20 @@ use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_sdk_kms::Client;
 use aws_sdk_kms::config::{Credentials, Region};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::types::{
+    DataKeyPairSpec, DataKeySpec, KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as B64STD, URL_SAFE_NO_PAD as B64URL};
+use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+use p256::pkcs8::DecodePublicKey as _;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use txbridge_signer::{
     KeyError, KeySet, KmsSigner, KmsSignerOptions, LocalSigner, SignError, Signer,
-    der_to_jose_low_s,
+    WRAPPED_KEY_CONTEXT, der_to_jose_low_s, unwrap_signing_key_from,
 };
 
 const REGION: &str = "us-east-1";
@@ -70,6 +76,9 @@ fn kms_suite() {
         case!(silent_endpoint_times_out);
         case!(rotation_via_alias_update);
         case!(latency_kms_vs_local);
+        case!(wrapped_key_one_decrypt_then_local_signing);
+        case!(wrapped_key_failures_are_errors_without_secrets);
+        case!(wrapped_key_unreachable_kms_is_bounded);
         println!("kms suite: {:?} in all", suite_start.elapsed());
     });
 }
@@ -587,6 +596,206 @@ fn loader(endpoint: &str) -> ConfigLoader {
 }
 
 /// A signer as a shell builds it at cold start: a fresh client, the default timeouts.
+async fn unwrap_at(endpoint: &str, wrapped_b64: &str) -> Result<LocalSigner, KeyError> {
+    unwrap_signing_key_from(loader(endpoint), wrapped_b64, KmsSignerOptions::default()).await
+}
+
+/// kms-wrapped: one `Decrypt` at construction, then no KMS call per token; the signer contract
+/// (sign, verify with independent verifiers on the published JWK, low-S, kid); the published
+/// key is the pair's public key as KMS returned it.
+async fn wrapped_key_one_decrypt_then_local_signing(ctx: &Ctx) {
+    let wrapping = ctx.wrapping_key().await;
+    let (blob, spki) = ctx
+        .wrapped_pair(
+            &wrapping.id,
+            DataKeyPairSpec::EccNistP256,
+            Some(WRAPPED_KEY_CONTEXT),
+        )
+        .await;
+    let proxy = Proxy::start(&ctx.endpoint).await;
+    let start = Instant::now();
+    let signer = unwrap_at(&proxy.endpoint(), &blob).await.unwrap();
+    println!("  unwrapped in {:?}", start.elapsed());
+    assert_eq!(proxy.decrypts(), 1, "one Decrypt per cold start");
+    let public = p256::PublicKey::from_public_key_der(&spki).unwrap();
+    let point = public.to_encoded_point(false);
+    let jwk = signer.public_jwk();
+    assert_eq!(
+        (
+            B64URL.decode(&jwk.x).unwrap(),
+            B64URL.decode(&jwk.y).unwrap()
+        ),
+        (point.x().unwrap().to_vec(), point.y().unwrap().to_vec()),
+        "the published key is the wrapped pair's public key"
+    );
+    assert_eq!(signer.key_id(), jwk.thumbprint());
+    common::check_signer_contract(&signer, 32).await;
+    assert_eq!(
+        (proxy.decrypts(), proxy.calls()),
+        (1, (0, 0)),
+        "no KMS call per signature"
+    );
+    // Rotation overlap: the previous wrapped key's public JWK stays published.
+    let previous = LocalSigner::generate();
+    let set = KeySet::new(Arc::new(signer), vec![previous.public_jwk().clone()]).unwrap();
+    assert_eq!(set.public_keys().len(), 2);
+}
+
+/// Each way a wrapped key cannot be had is a clear error that names no secret: a blob made
+/// under another (or no) encryption context, a disabled or deleted wrapping key, a blob that is
+/// not KMS ciphertext, and blobs that decrypt to something other than a P-256 key.
+async fn wrapped_key_failures_are_errors_without_secrets(ctx: &Ctx) {
+    let wrapping = ctx.wrapping_key().await;
+    let (other_context, _) = ctx
+        .wrapped_pair(
+            &wrapping.id,
+            DataKeyPairSpec::EccNistP256,
+            Some(("txbridge", "other")),
+        )
+        .await;
+    let (no_context, _) = ctx
+        .wrapped_pair(&wrapping.id, DataKeyPairSpec::EccNistP256, None)
+        .await;
+    let (rsa, _) = ctx
+        .wrapped_pair(
+            &wrapping.id,
+            DataKeyPairSpec::Rsa2048,
+            Some(WRAPPED_KEY_CONTEXT),
+        )
+        .await;
+    let (p384, _) = ctx
+        .wrapped_pair(
+            &wrapping.id,
+            DataKeyPairSpec::EccNistP384,
+            Some(WRAPPED_KEY_CONTEXT),
+        )
+        .await;
+    let aes = {
+        let (name, value) = WRAPPED_KEY_CONTEXT;
+        let out = ctx
+            .admin
+            .generate_data_key_without_plaintext()
+            .key_id(&wrapping.id)
+            .key_spec(DataKeySpec::Aes256)
+            .encryption_context(name, value)
+            .send()
+            .await
+            .unwrap();
+        B64STD.encode(out.ciphertext_blob().unwrap().as_ref())
+    };
+    let garbage = B64STD.encode([0x5a_u8; 180]);
+    type Want = fn(&KeyError) -> bool;
+    let refused: Want =
+        |e| matches!(e, KeyError::Unsupported(m) if m.starts_with("KMS refused Decrypt ("));
+    let not_p256: Want = |e| matches!(e, KeyError::InvalidPrivateKey(_));
+    let cases: [(&str, &str, Want); 6] = [
+        ("another encryption context", &other_context, refused),
+        ("no encryption context", &no_context, refused),
+        ("not KMS ciphertext", &garbage, refused),
+        ("an RSA key pair", &rsa, not_p256),
+        ("a P-384 key pair", &p384, not_p256),
+        ("an AES data key", &aes, not_p256),
+    ];
+    for (name, blob, want) in cases {
+        let err = unwrap_at(&ctx.endpoint, blob)
+            .await
+            .map(|_| ())
+            .expect_err(name);
+        assert!(want(&err), "{name}: {err:?}");
+        let text = format!("{err} {err:?}");
+        assert!(
+            !text.contains("arn:") && !text.contains(&blob[..16]),
+            "{name}: {text}"
+        );
+        println!("  {name}: {err}");
+    }
+
+    let (blob, _) = ctx
+        .wrapped_pair(
+            &wrapping.id,
+            DataKeyPairSpec::EccNistP256,
+            Some(WRAPPED_KEY_CONTEXT),
+        )
+        .await;
+    unwrap_at(&ctx.endpoint, &blob).await.unwrap();
+    ctx.admin
+        .disable_key()
+        .key_id(&wrapping.id)
+        .send()
+        .await
+        .unwrap();
+    let err = unwrap_at(&ctx.endpoint, &blob)
+        .await
+        .map(|_| ())
+        .expect_err("disabled");
+    assert!(
+        matches!(&err, KeyError::Unsupported(m) if m.contains("DisabledException")),
+        "{err:?}"
+    );
+    println!("  disabled wrapping key: {err}");
+    ctx.admin
+        .enable_key()
+        .key_id(&wrapping.id)
+        .send()
+        .await
+        .unwrap();
+    ctx.admin
+        .schedule_key_deletion()
+        .key_id(&wrapping.id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let err = unwrap_at(&ctx.endpoint, &blob)
+        .await
+        .map(|_| ())
+        .expect_err("deleted");
+    assert!(
+        matches!(&err, KeyError::Unsupported(m) if m.contains("KMSInvalidStateException")),
+        "{err:?}"
+    );
+    println!("  wrapping key pending deletion: {err}");
+}
+
+/// KMS unreachable or silent at cold start: a bounded wait, then a retryable error.
+async fn wrapped_key_unreachable_kms_is_bounded(ctx: &Ctx) {
+    let wrapping = ctx.wrapping_key().await;
+    let (blob, _) = ctx
+        .wrapped_pair(
+            &wrapping.id,
+            DataKeyPairSpec::EccNistP256,
+            Some(WRAPPED_KEY_CONTEXT),
+        )
+        .await;
+    let proxy = Proxy::start(&ctx.endpoint).await;
+    proxy.set(Mode::Refuse).await;
+    let start = Instant::now();
+    let err = unwrap_at(&proxy.endpoint(), &blob)
+        .await
+        .map(|_| ())
+        .expect_err("refused");
+    assert!(matches!(err, KeyError::Backend(_)), "{err:?}");
+    assert!(start.elapsed() < REFUSED_WITHIN, "{:?}", start.elapsed());
+    println!(
+        "  KMS refusing connections: {err} after {:?}",
+        start.elapsed()
+    );
+    let silent = SilentListener::start(Duration::from_secs(30));
+    let start = Instant::now();
+    let err = unwrap_at(&silent.endpoint(), &blob)
+        .await
+        .map(|_| ())
+        .expect_err("silent");
+    assert!(
+        matches!(&err, KeyError::Backend(c) if c == "timeout"),
+        "{err:?}"
+    );
+    assert!(start.elapsed() < HANG_WITHIN, "{:?}", start.elapsed());
+    println!("  KMS silent: {err} after {:?}", start.elapsed());
+    proxy.set(Mode::Forward).await;
+    unwrap_at(&proxy.endpoint(), &blob).await.unwrap();
+}
+
 async fn signer_at(endpoint: &str, key_id: &str) -> Result<KmsSigner, KeyError> {
     KmsSigner::from_config_loader(loader(endpoint), key_id, KmsSignerOptions::default()).await
 }
@@ -654,6 +863,35 @@ impl Ctx {
             .await
             .unwrap();
         alias
+    }
+
+    /// A symmetric KMS key that wraps data key pairs.
+    async fn wrapping_key(&self) -> Key {
+        self.create_key(KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt)
+            .await
+    }
+
+    /// `GenerateDataKeyPairWithoutPlaintext` under `key_id`: the base64 private-key ciphertext
+    /// (what `wrapped_key` holds) and the public key (SPKI DER).
+    async fn wrapped_pair(
+        &self,
+        key_id: &str,
+        spec: DataKeyPairSpec,
+        context: Option<(&str, &str)>,
+    ) -> (String, Vec<u8>) {
+        let mut req = self
+            .admin
+            .generate_data_key_pair_without_plaintext()
+            .key_id(key_id)
+            .key_pair_spec(spec);
+        if let Some((name, value)) = context {
+            req = req.encryption_context(name, value);
+        }
+        let out = req.send().await.unwrap();
+        (
+            B64STD.encode(out.private_key_ciphertext_blob().unwrap().as_ref()),
+            out.public_key().unwrap().as_ref().to_vec(),
+        )
     }
 
     /// A raw KMS signature (DER, as KMS returns it) over SHA-256 of `input`.
@@ -884,6 +1122,7 @@ struct Proxy {
 struct Counts {
     get_public_key: AtomicUsize,
     sign: AtomicUsize,
+    decrypt: AtomicUsize,
 }
 
 impl Counts {
@@ -894,6 +1133,8 @@ impl Counts {
             .fetch_add(count(b"trentservice.getpublickey\r"), Ordering::Relaxed);
         self.sign
             .fetch_add(count(b"trentservice.sign\r"), Ordering::Relaxed);
+        self.decrypt
+            .fetch_add(count(b"trentservice.decrypt\r"), Ordering::Relaxed);
     }
 }
 
@@ -929,6 +1170,11 @@ impl Proxy {
             self.counts.get_public_key.load(Ordering::Relaxed),
             self.counts.sign.load(Ordering::Relaxed),
         )
+    }
+
+    /// Decrypt calls seen so far.
+    fn decrypts(&self) -> usize {
+        self.counts.decrypt.load(Ordering::Relaxed)
     }
 
     /// Switches mode: closes the listener and every open connection, then listens again on the

@@ -74,6 +74,17 @@ pub fn wait_ready(
     timeout: Duration,
     log: &Path,
 ) -> anyhow::Result<()> {
+    wait_answering(url, child, timeout, log, true)
+}
+
+/// Waits until `url` answers at all (200 when `ok_only`).
+fn wait_answering(
+    url: &str,
+    child: &mut Running,
+    timeout: Duration,
+    log: &Path,
+    ok_only: bool,
+) -> anyhow::Result<()> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
@@ -88,7 +99,7 @@ pub fn wait_ready(
         if client
             .get(url)
             .send()
-            .map(|r| r.status().is_success())
+            .map(|r| r.status().is_success() || (!ok_only && r.status().as_u16() != 502))
             .unwrap_or(false)
         {
             return Ok(());
@@ -286,12 +297,34 @@ pub fn lambda_base_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}/lambda-url/txbridge-lambda")
 }
 
-/// Runs the Lambda under `cargo lambda watch` on `port` with this config and signing key.
+/// Runs the Lambda under `cargo lambda watch` on `port` with this config and signing key;
+/// returns once `/healthz` answers 200.
 pub fn start_lambda(
     port: u16,
     config: &str,
     key: &str,
     env: &[(&str, &str)],
+) -> anyhow::Result<(Running, PathBuf, TempDir)> {
+    start_lambda_with(port, config, key, env, true)
+}
+
+/// [`start_lambda`] for a function that may not be able to start (it then answers 503):
+/// returns once `/healthz` answers at all.
+pub fn start_lambda_answering(
+    port: u16,
+    config: &str,
+    key: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Running, PathBuf, TempDir)> {
+    start_lambda_with(port, config, key, env, false)
+}
+
+fn start_lambda_with(
+    port: u16,
+    config: &str,
+    key: &str,
+    env: &[(&str, &str)],
+    ok_only: bool,
 ) -> anyhow::Result<(Running, PathBuf, TempDir)> {
     ensure_built();
     let dir = TempDir::new("lambda");
@@ -327,11 +360,12 @@ pub fn start_lambda(
         lambda_base_url(port),
         cmd.spawn().context("spawn cargo lambda watch")?,
     );
-    wait_ready(
+    wait_answering(
         &format!("{}/healthz", running.base_url),
         &mut running,
         Duration::from_secs(600),
         &log,
+        ok_only,
     )?;
     Ok((running, log, dir))
 }

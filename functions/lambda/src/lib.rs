@@ -178,6 +178,10 @@ impl Function {
                 Some(engine)
             }
             Err(e) => {
+                // The interval runs from the end of the attempt: one that waited out a silent
+                // KMS must not be followed at once by another.
+                *self.next_attempt.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Instant::now() + RESTART_INTERVAL;
                 tracing::error!(error = %e, retry_in_s = RESTART_INTERVAL.as_secs(), "txbridge failed to start");
                 None
             }
