@@ -59,6 +59,7 @@ module "txbridge_cloudflare" {
 
   account_id            = var.cloudflare_account_id
   workers_dev_subdomain = var.cloudflare_workers_dev_subdomain
+  entry_module_path     = "${var.worker_build_dir}/entry.mjs"
   main_module_path      = "${var.worker_build_dir}/index.js"
   wasm_module_path      = "${var.worker_build_dir}/index_bg.wasm"
   signing_key           = var.cloudflare_signing_key

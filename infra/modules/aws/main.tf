@@ -1,5 +1,6 @@
 # txbridge on AWS Lambda (arm64, provided.al2023), reachable through a Function URL and optionally
-# an API Gateway HTTP API with a custom domain. Signs with a KMS key (see kms.tf).
+# an API Gateway HTTP API with a custom domain. Signs with a KMS key, or with a KMS-wrapped key
+# decrypted once per cold start (signing_mode; see kms.tf).
 
 locals {
   custom_domain_url = var.custom_domain == null ? null : "https://${var.custom_domain.domain_name}"
@@ -13,6 +14,20 @@ locals {
   ), "/")
 
   other_key_arns = [for g, k in aws_kms_key.signing : k.arn if g != local.active_key]
+
+  signer = local.wrapped ? {
+    kind                 = "kms-wrapped"
+    key_id               = null
+    wrapped_key          = var.wrapped_key
+    previous_key_ids     = []
+    previous_public_keys = var.previous_public_keys
+    } : {
+    kind                 = "kms"
+    key_id               = aws_kms_alias.signing[0].arn
+    wrapped_key          = null
+    previous_key_ids     = concat(local.other_key_arns, var.previous_key_ids)
+    previous_public_keys = var.previous_public_keys
+  }
 }
 
 module "config" {
@@ -23,14 +38,10 @@ module "config" {
   token_lifetime             = var.token_lifetime
   leeway                     = var.leeway
   max_subject_token_lifetime = var.max_subject_token_lifetime
-  signer = {
-    kind             = "kms"
-    key_id           = aws_kms_alias.signing.arn
-    previous_key_ids = concat(local.other_key_arns, var.previous_key_ids)
-  }
-  key_cache = var.key_cache
-  clusters  = var.clusters
-  policies  = var.policies
+  signer                     = local.signer
+  key_cache                  = var.key_cache
+  clusters                   = var.clusters
+  policies                   = var.policies
 }
 
 resource "aws_cloudwatch_log_group" "function" {
@@ -43,7 +54,7 @@ resource "aws_cloudwatch_log_group" "function" {
 resource "aws_lambda_function" "function" {
   #checkov:skip=CKV_AWS_116:Invoked synchronously over HTTP only; a dead-letter queue applies to asynchronous invocations.
   #checkov:skip=CKV_AWS_117:Needs the public internet (cluster discovery/JWKS, KMS); a VPC would only add a NAT gateway in front of the same traffic.
-  #checkov:skip=CKV_AWS_173:The environment holds no secret (the config is public metadata, the signing key stays in KMS); default Lambda encryption applies.
+  #checkov:skip=CKV_AWS_173:The environment holds no secret (the config is public metadata; the signing key stays in KMS, or is KMS ciphertext that only this role can decrypt); default Lambda encryption applies.
   #checkov:skip=CKV_AWS_272:The package is built by the deployer from source (cargo lambda); code signing is left to organisations that run a signing profile.
   #checkov:skip=CKV_AWS_50:No X-Ray instrumentation in the binary; tracing would add cost without spans.
   function_name = var.name
@@ -75,6 +86,10 @@ resource "aws_lambda_function" "function" {
   tags = var.tags
 
   lifecycle {
+    precondition {
+      condition     = !local.wrapped || var.wrapped_key != null
+      error_message = "signing_mode = \"kms-wrapped\" needs wrapped_key: apply the wrapping key first (-target=...aws_kms_key.wrapping), run the generate_wrapped_key_command output, then set wrapped_key (infra/README.md)."
+    }
     precondition {
       # Lambda caps all environment variables together at 4 KB.
       condition     = length(module.config.toml) + length(var.rust_log) < 4000

@@ -42,13 +42,23 @@ output "custom_domain_target" {
 }
 
 output "kms_key_arn" {
-  description = "ARN of the active signing key."
-  value       = aws_kms_key.signing[local.active_key].arn
+  description = "ARN of the active signing key (signing_mode kms; null otherwise)."
+  value       = local.kms_signing ? aws_kms_key.signing[local.active_key].arn : null
 }
 
 output "kms_alias_arn" {
-  description = "ARN of the alias txbridge signs through (the config's signer key_id)."
-  value       = aws_kms_alias.signing.arn
+  description = "ARN of the alias txbridge signs through (the config's signer key_id; signing_mode kms)."
+  value       = local.kms_signing ? aws_kms_alias.signing[0].arn : null
+}
+
+output "wrapping_key_arn" {
+  description = "ARN of the symmetric key that wraps the signing key (signing_mode kms-wrapped; null otherwise)."
+  value       = local.wrapped ? aws_kms_key.wrapping[0].arn : null
+}
+
+output "generate_wrapped_key_command" {
+  description = "kms-wrapped: the one-time command (aws CLI) whose output is wrapped_key. Run it again to rotate (keep the old public key in previous_public_keys)."
+  value       = local.wrapped ? "aws kms generate-data-key-pair-without-plaintext --key-id ${aws_kms_alias.wrapping[0].arn} --key-pair-spec ECC_NIST_P256 --encryption-context txbridge=signing-key --query PrivateKeyCiphertextBlob --output text" : null
 }
 
 output "role_arn" {

@@ -1,5 +1,6 @@
-# txbridge as a Cloudflare Worker. The Worker is a JavaScript module plus a WebAssembly module
-# (worker-build output), so it is uploaded as a cloudflare_worker_version with two modules and
+# txbridge as a Cloudflare Worker. The Worker is txbridge's entry module (entry.mjs: answers
+# anything escaping the Rust handler with the contract's 503), worker-build's JavaScript module and
+# a WebAssembly module, so it is uploaded as a cloudflare_worker_version with three modules and
 # deployed with cloudflare_workers_deployment; cloudflare_workers_script takes a single content file.
 
 locals {
@@ -56,10 +57,15 @@ resource "cloudflare_worker_version" "txbridge" {
   worker_id           = cloudflare_worker.txbridge.id
   compatibility_date  = var.compatibility_date
   compatibility_flags = var.compatibility_flags
-  main_module         = "index.js"
+  main_module         = "entry.mjs"
 
-  # Names as index.js imports them.
+  # Names as entry.mjs and index.js import them.
   modules = [
+    {
+      name         = "entry.mjs"
+      content_type = "application/javascript+module"
+      content_file = var.entry_module_path
+    },
     {
       name         = "index.js"
       content_type = "application/javascript+module"

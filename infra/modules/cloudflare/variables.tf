@@ -14,8 +14,13 @@ variable "name" {
   }
 }
 
+variable "entry_module_path" {
+  description = "txbridge's entry module, copied into the build by functions/worker/build.sh (functions/worker/build/entry.mjs)."
+  type        = string
+}
+
 variable "main_module_path" {
-  description = "The Worker's JavaScript entry module from `worker-build --release` (functions/worker/build/index.js)."
+  description = "The Worker's JavaScript module from worker-build (functions/worker/build/index.js)."
   type        = string
 }
 
@@ -144,6 +149,7 @@ variable "clusters" {
     jwks_url                     = optional(string)
     audiences                    = list(string)
     algorithms                   = optional(list(string))
+    workload_id                  = optional(string)
     insecure_allow_http_loopback = optional(bool)
   }))
 
@@ -161,6 +167,7 @@ variable "policies" {
     service_account  = string
     scopes           = list(string)
     tctx_constraints = optional(map(string))
+    workloads        = optional(list(string), [])
   }))
   default = []
 }
