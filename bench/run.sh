@@ -3,7 +3,9 @@
 # verification backends, in-process throughput) in both crypto configurations (rsa/p256, the
 # Worker's; aws-lc-rs, the Lambda's), instruction counts under callgrind, the
 # thundering-herd test, the Lambda's cold start and size, and the Worker's wasm size and warm
-# timings under workerd. One command: `bash bench/run.sh` (2.5-6.5 min measured on 2 shared cores with a warm build).
+# timings and CPU under workerd (against a baseline build). One command: `bash bench/run.sh` (about 25 min
+# on 2 shared cores from a warm build: it also builds the baseline Worker, a Lambda with jitter entropy,
+# the deployment zips and an unstripped binary for per-crate sizes).
 #
 # Knobs: BENCH_SECS (criterion measurement time per benchmark, default 3), BENCH_SKIP_WORKER=1
 # (no workerd section), BENCH_SKIP_CALLGRIND=1, BENCH_WORKER_BASELINE (a git revision whose Worker
@@ -34,8 +36,25 @@ json.dump({
 EOF
 
 # --- builds ------------------------------------------------------------------------------------
-log "building: release txbridge-lambda, the core benches (both backends), the shell bench"
-cargo build -q --release -p txbridge-lambda --bin txbridge-lambda
+log "building: release txbridge-lambda and hello-lambda, the core benches (both backends), the shell bench"
+cargo build -q --release -p txbridge-lambda -p hello-lambda
+# The "before" of AWS_LC_SYS_NO_JITTER_ENTROPY (.cargo/config.toml): the same binary with aws-lc's
+# CPU-jitter entropy source, in a target dir of its own.
+AWS_LC_SYS_NO_JITTER_ENTROPY=0 CARGO_TARGET_DIR="$ROOT/target/bench-jitter" \
+  cargo build -q --release -p txbridge-lambda --bin txbridge-lambda
+export TXBRIDGE_BENCH_LAMBDA_JITTER_BIN="$ROOT/target/bench-jitter/release/txbridge-lambda"
+# Deployment zips (cargo lambda build, x86_64) of txbridge and of the hello world.
+CL_BIN=$(bash "$ROOT/.ci/lambda.sh" install)
+PATH="$CL_BIN:$PATH" cargo lambda build -q --release --output-format zip -p txbridge-lambda -p hello-lambda \
+  >"$OUT/lambda-zip.log" 2>&1 || { tail -20 "$OUT/lambda-zip.log" >&2; exit 1; }
+# Per-crate .text sizes of the Lambda (cargo-bloat, when installed in the tools dir).
+BLOAT="${TXBRIDGE_TOOLS:-$HOME/.cache/txbridge}/bin-root/bin"
+if [ -x "$BLOAT/cargo-bloat" ]; then
+  # Its own target dir: cargo-bloat builds unstripped.
+  PATH="$BLOAT:$PATH" CARGO_TARGET_DIR="$ROOT/target/bench-bloat" cargo bloat -q --release \
+    -p txbridge-lambda --bin txbridge-lambda --crates -n 20 --message-format json \
+    >"$OUT/bloat.json" 2>/dev/null || rm -f "$OUT/bloat.json"
+fi
 cargo build -q -p txbridge-harness -p txbridge-lambda
 # Prints the path of the core's `exchange` bench built with the given cargo arguments.
 bench_bin() {
@@ -121,7 +140,12 @@ m = json.load(open(f"{out}/machine.json"))
 m["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
 lam = f"{root}/target/release/txbridge-lambda"
 wasm = f"{root}/functions/worker/build/index_bg.wasm"
-sizes = {"lambda_x86_64": os.path.getsize(lam)}
+sizes = {"lambda_x86_64": os.path.getsize(lam),
+         "hello_x86_64": os.path.getsize(f"{root}/target/release/hello-lambda")}
+for name in ("txbridge-lambda", "hello-lambda"):
+    z = f"{root}/target/lambda/{name}/bootstrap.zip"
+    if os.path.exists(z):
+        sizes[f"zip_{name}"] = os.path.getsize(z)
 if os.path.exists(wasm):
     raw = open(wasm, "rb").read()
     sizes["wasm_raw"] = len(raw)

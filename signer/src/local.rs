@@ -16,12 +16,19 @@ pub const SIGN_BACKEND: &str = if cfg!(all(feature = "aws-lc", not(target_arch =
     "p256"
 };
 
-/// A P-256 private key held in memory (zeroized on drop by `p256`; aws-lc frees its copy).
+/// A P-256 private key held in memory (zeroized on drop: p256's key, or with `aws-lc` the PKCS#8
+/// document; aws-lc frees its own copy).
 pub struct LocalSigner {
+    #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
     key: SigningKey,
-    /// The same key for aws-lc-rs (feature `aws-lc`, native only), built from its PKCS#8.
+    /// With `aws-lc` (native only): the key as aws-lc-rs holds it, and its PKCS#8 document. The
+    /// public key and kid come from aws-lc-rs, which loads a PKCS#8 key without the three
+    /// pure-Rust scalar multiplications p256 would spend (parse check, verifying key, encoding):
+    /// most of what loading the key cost at a Lambda cold start.
     #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
     native: aws_lc_rs::signature::EcdsaKeyPair,
+    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    pkcs8: zeroize::Zeroizing<Vec<u8>>,
     jwk: PublicJwk,
 }
 
@@ -31,6 +38,16 @@ impl fmt::Debug for LocalSigner {
             .field("kid", &self.jwk.kid())
             .field("key", &"[redacted]")
             .finish()
+    }
+}
+
+/// The JWK of an uncompressed SEC1 P-256 point (`04 || x || y`).
+fn jwk_of_point(sec1: &[u8]) -> Result<PublicJwk, KeyError> {
+    match sec1 {
+        [4, xy @ ..] if xy.len() == 64 => PublicJwk::from_p256_coordinates(&xy[..32], &xy[32..]),
+        _ => Err(KeyError::InvalidPrivateKey(
+            "no uncompressed P-256 public key",
+        )),
     }
 }
 
@@ -46,8 +63,12 @@ impl LocalSigner {
             p256::SecretKey::from_jwk_str(text)
                 .map_err(|_| KeyError::InvalidPrivateKey("not a P-256 private JWK"))?
         } else if text.contains("-----BEGIN PRIVATE KEY-----") {
-            p256::SecretKey::from_pkcs8_pem(text)
-                .map_err(|_| KeyError::InvalidPrivateKey("not a P-256 PKCS#8 PEM key"))?
+            const PKCS8: KeyError = KeyError::InvalidPrivateKey("not a P-256 PKCS#8 PEM key");
+            let (label, doc) = p256::pkcs8::SecretDocument::from_pem(text).map_err(|_| PKCS8)?;
+            if label != "PRIVATE KEY" {
+                return Err(PKCS8);
+            }
+            return Self::from_pkcs8_der(doc.as_bytes()).map_err(|_| PKCS8);
         } else if text.contains("-----BEGIN EC PRIVATE KEY-----") {
             p256::SecretKey::from_sec1_pem(text)
                 .map_err(|_| KeyError::InvalidPrivateKey("not a P-256 SEC1 PEM key"))?
@@ -62,9 +83,27 @@ impl LocalSigner {
     /// Loads a key given as a DER PKCS#8 `PrivateKeyInfo` (what KMS
     /// `GenerateDataKeyPairWithoutPlaintext` wraps for `ECC_NIST_P256`). Errors never echo it.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
-        let secret = p256::SecretKey::from_pkcs8_der(der)
-            .map_err(|_| KeyError::InvalidPrivateKey("not a P-256 PKCS#8 private key"))?;
-        Self::from_secret(secret)
+        const NOT_P256: KeyError = KeyError::InvalidPrivateKey("not a P-256 PKCS#8 private key");
+        #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+        {
+            use aws_lc_rs::signature::{
+                ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
+            };
+            // aws-lc-rs checks the curve, the scalar and a public key the document carries.
+            let native = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                .map_err(|_| NOT_P256)?;
+            let jwk = jwk_of_point(native.public_key().as_ref())?;
+            Ok(LocalSigner {
+                native,
+                pkcs8: zeroize::Zeroizing::new(der.to_vec()),
+                jwk,
+            })
+        }
+        #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+        {
+            let secret = p256::SecretKey::from_pkcs8_der(der).map_err(|_| NOT_P256)?;
+            Self::from_secret(secret)
+        }
     }
 
     /// Generates a fresh key (development and tests).
@@ -78,7 +117,7 @@ impl LocalSigner {
     /// The private key as PKCS#8 PEM, for emitting a development key. Handle as a secret.
     pub fn to_pkcs8_pem(&self) -> Result<zeroize::Zeroizing<String>, KeyError> {
         use p256::pkcs8::EncodePrivateKey as _;
-        p256::SecretKey::from(&self.key)
+        self.secret()?
             .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
             .map_err(|_| KeyError::InvalidPrivateKey("cannot encode key"))
     }
@@ -86,47 +125,55 @@ impl LocalSigner {
     /// The private key as DER PKCS#8 (zeroized on drop), for importing it into another crypto
     /// backend (the Worker's WebCrypto). Handle as a secret.
     pub fn to_pkcs8_der(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
-        use p256::pkcs8::EncodePrivateKey as _;
-        p256::SecretKey::from(&self.key)
-            .to_pkcs8_der()
-            .map(|doc| zeroize::Zeroizing::new(doc.as_bytes().to_vec()))
-            .map_err(|_| KeyError::InvalidPrivateKey("cannot encode key"))
+        #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+        return Ok(self.pkcs8.clone());
+        #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+        {
+            use p256::pkcs8::EncodePrivateKey as _;
+            self.secret()?
+                .to_pkcs8_der()
+                .map(|doc| zeroize::Zeroizing::new(doc.as_bytes().to_vec()))
+                .map_err(|_| KeyError::InvalidPrivateKey("cannot encode key"))
+        }
+    }
+
+    /// The key as p256 holds it (zeroized on drop).
+    fn secret(&self) -> Result<p256::SecretKey, KeyError> {
+        #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+        return p256::SecretKey::from_pkcs8_der(&self.pkcs8)
+            .map_err(|_| KeyError::InvalidPrivateKey("cannot decode key"));
+        #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+        Ok(p256::SecretKey::from(&self.key))
     }
 
     fn from_secret(secret: p256::SecretKey) -> Result<Self, KeyError> {
         #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
-        let native = {
-            use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        {
             use p256::pkcs8::EncodePrivateKey as _;
             // The DER document is zeroized on drop.
             let der = secret
                 .to_pkcs8_der()
                 .map_err(|_| KeyError::InvalidPrivateKey("cannot encode key"))?;
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.as_bytes())
-                .map_err(|_| KeyError::InvalidPrivateKey("aws-lc-rs rejects the P-256 key"))?
-        };
-        let key = SigningKey::from(&secret);
-        let point = key.verifying_key().to_encoded_point(false);
-        let (x, y) = (point.x().map(|c| c.to_vec()), point.y().map(|c| c.to_vec()));
-        // An uncompressed encoding of a valid public key always carries both coordinates.
-        let jwk = PublicJwk::from_p256_coordinates(
-            x.as_deref().unwrap_or_default(),
-            y.as_deref().unwrap_or_default(),
-        )
-        .unwrap_or_else(|_| unreachable_jwk());
-        Ok(LocalSigner {
-            key,
-            #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
-            native,
-            jwk,
-        })
+            Self::from_pkcs8_der(der.as_bytes())
+        }
+        #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+        {
+            let key = SigningKey::from(&secret);
+            let jwk = jwk_of_point(key.verifying_key().to_encoded_point(false).as_bytes())
+                .unwrap_or_else(|_| unreachable_jwk());
+            Ok(LocalSigner { key, jwk })
+        }
     }
 
     /// The pure-Rust path (p256, RFC 6979 deterministic): the only one on wasm32 and without
-    /// `aws-lc`. Low-S, raw `r || s`.
+    /// `aws-lc` (where it is the backends' cross-check only). Low-S, raw `r || s`.
     #[cfg_attr(all(feature = "aws-lc", not(target_arch = "wasm32")), allow(dead_code))]
     fn sign_rust_crypto(&self, signing_input: &[u8]) -> Vec<u8> {
-        let sig: Signature = self.key.sign(signing_input);
+        #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+        let key = SigningKey::from(&self.secret().unwrap_or_else(|_| unreachable_secret()));
+        #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+        let key = &self.key;
+        let sig: Signature = key.sign(signing_input);
         let sig = sig.normalize_s().unwrap_or(sig);
         sig.to_bytes().to_vec()
     }
@@ -145,10 +192,18 @@ impl LocalSigner {
     }
 }
 
+#[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
 #[allow(clippy::panic)]
 fn unreachable_jwk() -> PublicJwk {
     // Invariant: a P-256 verifying key always encodes to 32-byte affine coordinates.
     panic!("P-256 public key without affine coordinates")
+}
+
+#[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+#[allow(clippy::panic)]
+fn unreachable_secret() -> p256::SecretKey {
+    // Invariant: the PKCS#8 document was accepted by aws-lc-rs as a P-256 key.
+    panic!("stored P-256 key not decodable")
 }
 
 #[allow(clippy::panic)]
@@ -213,10 +268,14 @@ mod tests {
             LocalSigner::generate(),
             LocalSigner::from_encoded(&pem).unwrap(),
         ] {
-            let point = signer.key.verifying_key().to_encoded_point(false);
+            // The public key aws-lc-rs derived is p256's, and the published JWK's.
+            let p256_key =
+                *p256::ecdsa::SigningKey::from(&signer.secret().unwrap()).verifying_key();
+            let point = p256_key.to_encoded_point(false);
             assert_eq!(signer.native.public_key().as_ref(), point.as_bytes());
+            let from_jwk = jwk_of_point(point.as_bytes()).unwrap();
+            assert_eq!(&from_jwk, signer.public_jwk());
             let lc_key = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point.as_bytes()).unwrap();
-            let p256_key = signer.key.verifying_key();
             for i in 0..16 {
                 let input = format!("eyJhbGciOiJFUzI1NiJ9.eyJpIjo{i}fQ");
                 let input = input.as_bytes();

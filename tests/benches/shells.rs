@@ -312,76 +312,202 @@ fn lambda_command(bin: &PathBuf, api: &str) -> Command {
     cmd
 }
 
-fn cold_start(runs: usize) -> anyhow::Result<Value> {
-    let bin = workspace_root().join("target/release/txbridge-lambda");
+/// One cold start of `bin` against a fresh loopback Runtime API serving `events`: process start
+/// to the first `GET .../invocation/next` (init), to the first answered event, each event's own
+/// time, and the statuses.
+struct Cold {
+    init: Duration,
+    first_answer: Duration,
+    /// Time of each answered event (response - its `next`).
+    events: Vec<Duration>,
+    statuses: Vec<u64>,
+}
+
+fn cold_run(bin: &PathBuf, env: &[(String, String)], events: &[String]) -> anyhow::Result<Cold> {
+    let api = FakeRuntimeApi::start(events.to_vec())?;
+    let mut cmd = lambda_command(bin, &api.addr);
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawn {}", bin.display()))?;
+    let waited = api.wait(Duration::from_secs(30), |l| l.next.len() > events.len());
+    let _ = child.kill();
+    let _ = child.wait();
+    waited?;
+    let log = api.log.0.lock().unwrap();
+    ensure!(log.responses.len() == events.len(), "every event answered");
+    Ok(Cold {
+        init: log.next[0] - started,
+        first_answer: log.responses[0].0 - started,
+        events: (0..events.len())
+            .map(|i| log.responses[i].0 - log.next[i])
+            .collect(),
+        statuses: log.responses.iter().map(|r| r.1).collect(),
+    })
+}
+
+/// `runs` cold starts: init, start -> first answer, the first event's own time (for txbridge: the
+/// exchange that fetches the cluster's keys), the second (warm) one, and their difference (the
+/// key fetch and other first-use costs).
+fn cold_series(
+    bin: &PathBuf,
+    env: &[(String, String)],
+    events: &[String],
+    runs: usize,
+) -> anyhow::Result<Value> {
+    let (mut init, mut first, mut ev0, mut ev1) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..runs {
+        let c = cold_run(bin, env, events)?;
+        ensure!(
+            c.statuses.iter().all(|s| *s == 200),
+            "{}: statuses {:?}",
+            bin.display(),
+            c.statuses
+        );
+        init.push(c.init);
+        first.push(c.first_answer);
+        ev0.push(c.events[0]);
+        if let Some(e) = c.events.get(1) {
+            ev1.push(*e);
+        }
+    }
+    let median = |v: &[Duration]| summary(v)["median_ms"].as_f64().unwrap_or(f64::NAN);
+    Ok(json!({
+        "init": summary(&init),
+        "start_to_first_answer": summary(&first),
+        "first_event": summary(&ev0),
+        "second_event": summary(&ev1),
+        "key_fetch_and_first_use_ms": median(&ev0) - median(&ev1),
+    }))
+}
+
+/// A release binary: `$TXBRIDGE_BENCH_RELEASE_DIR/NAME` (a profile experiment's target dir),
+/// else `target/release/NAME`.
+fn release_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::var_os("TXBRIDGE_BENCH_RELEASE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/release"));
+    let bin = dir.join(name);
     ensure!(
         bin.exists(),
-        "{} missing: cargo build --release -p txbridge-lambda",
+        "{} missing: cargo build --release -p {name}",
         bin.display()
     );
+    Ok(bin)
+}
+
+/// Cold start side by side with a Rust hello world on Lambda (`bench/hello-lambda`, same profile,
+/// target and lambda_http features), against the same loopback Runtime API in the same run: init
+/// (process start -> first `next`) and process start -> first answer, for txbridge with each signer
+/// kind (local; kms and kms-wrapped against LocalStack when it is installed), and for a build
+/// with aws-lc's CPU-jitter entropy (`TXBRIDGE_BENCH_LAMBDA_JITTER_BIN`, the "before" of
+/// AWS_LC_SYS_NO_JITTER_ENTROPY). Spawning `true` is the floor of any process.
+fn cold_start(runs: usize) -> anyhow::Result<Value> {
+    let txbridge = release_bin("txbridge-lambda")?;
+    let hello = release_bin("hello-lambda")?;
     let harness = Harness::start(&["name=alpha,alg=RS256"])?;
     let (config, key) = harness.config("https://tts.example.test")?;
     let dir = TempDir::new("cold-start");
-    let config_path = dir.path("config.toml");
-    std::fs::write(&config_path, &config)?;
     let token = harness.token("alpha", "payments", "checkout", &["txbridge"], 3600)?;
-    let event = function_url_event(&token);
+    let events = vec![function_url_event(&token), function_url_event(&token)];
 
-    // Baselines: the cost of starting any process, and of starting this one up to its config.
     let mut spawn_true = Vec::new();
-    let mut no_config = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
         Command::new("true").status()?;
         spawn_true.push(t.elapsed());
-        let t = Instant::now();
-        let status = lambda_command(&bin, "127.0.0.1:9").status()?;
-        no_config.push(t.elapsed());
-        ensure!(
-            !status.success(),
-            "the binary must refuse to start without a config"
+    }
+    let hello_event = function_url_request("GET", "/", "");
+    let mut out = serde_json::Map::new();
+    out.insert("runs".into(), json!(runs));
+    out.insert("spawn_true".into(), summary(&spawn_true));
+    out.insert(
+        "hello_world".into(),
+        cold_series(&hello, &[], &[hello_event.clone(), hello_event], runs)?,
+    );
+
+    let config_env = |name: &str, text: &str| -> anyhow::Result<Vec<(String, String)>> {
+        let path = dir.path(name);
+        std::fs::write(&path, text)?;
+        Ok(vec![(
+            "TXBRIDGE_CONFIG_FILE".into(),
+            path.display().to_string(),
+        )])
+    };
+    let mut local = config_env("local.toml", &config)?;
+    local.push(("TXBRIDGE_SIGNING_KEY".into(), key.clone()));
+    let mut signers = serde_json::Map::new();
+    signers.insert(
+        "local".into(),
+        cold_series(&txbridge, &local, &events, runs)?,
+    );
+    if let Some(jitter) = std::env::var_os("TXBRIDGE_BENCH_LAMBDA_JITTER_BIN") {
+        signers.insert(
+            "local_with_jitter_entropy".into(),
+            cold_series(&PathBuf::from(jitter), &local, &events, runs)?,
         );
     }
 
-    let (mut init, mut first, mut warm) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..runs {
-        harness_reset(&harness)?;
-        let api = FakeRuntimeApi::start(vec![event.clone(), event.clone()])?;
-        let mut cmd = lambda_command(&bin, &api.addr);
-        cmd.env("TXBRIDGE_CONFIG_FILE", &config_path)
-            .env("TXBRIDGE_SIGNING_KEY", &key);
-        let started = Instant::now();
-        let mut child = cmd.spawn().context("spawn txbridge-lambda")?;
-        let waited = api.wait(Duration::from_secs(20), |l| l.next.len() >= 3);
-        let _ = child.kill();
-        let _ = child.wait();
-        waited?;
-        let log = api.log.0.lock().unwrap();
-        ensure!(log.responses.len() >= 2, "two responses expected");
-        ensure!(
-            log.responses.iter().all(|(_, s)| *s == 200),
-            "exchanges must succeed: {:?}",
-            log.responses.iter().map(|r| r.1).collect::<Vec<_>>()
+    if txbridge_tests::localstack::localstack_python().exists() {
+        use txbridge_tests::localstack::{AWS_ENV, kms, start_localstack};
+        let (_localstack, endpoint) = start_localstack(&dir);
+        let aws: Vec<(String, String)> = AWS_ENV
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain([("AWS_ENDPOINT_URL".to_owned(), endpoint.clone())])
+            .collect();
+        let sign_key = kms(
+            &endpoint,
+            "print(kms.create_key(KeySpec='ECC_NIST_P256', KeyUsage='SIGN_VERIFY')['KeyMetadata']['KeyId'])",
         );
-        init.push(log.next[0] - started);
-        first.push(log.responses[0].0 - log.next[0]);
-        warm.push(log.responses[1].0 - log.next[1]);
+        let wrapped = kms(
+            &endpoint,
+            "import base64\nk = kms.create_key(KeySpec='SYMMETRIC_DEFAULT', KeyUsage='ENCRYPT_DECRYPT')['KeyMetadata']['KeyId']\n\
+             r = kms.generate_data_key_pair_without_plaintext(KeyId=k, KeyPairSpec='ECC_NIST_P256', \
+             EncryptionContext={'txbridge': 'signing-key'})\n\
+             print(base64.b64encode(r['PrivateKeyCiphertextBlob']).decode())",
+        );
+        for (kind, signer) in [
+            ("kms", format!("kind = \"kms\"\nkey_id = \"{sign_key}\"")),
+            (
+                "kms-wrapped",
+                format!("kind = \"kms-wrapped\"\nwrapped_key = \"{wrapped}\""),
+            ),
+        ] {
+            let text = config.replace("kind = \"local\"", &signer);
+            let mut env = config_env(&format!("{kind}.toml"), &text)?;
+            env.extend(aws.iter().cloned());
+            signers.insert(kind.into(), cold_series(&txbridge, &env, &events, runs)?);
+        }
+    } else {
+        signers.insert(
+            "kms".into(),
+            json!({"error": "not measured: LocalStack is not installed"}),
+        );
     }
-    let stats = harness.stats()?;
-    let invocations = warm_invocations(&bin, &config_path, &key, &event, runs_warm())?;
-    let phases = init_phases(&config, &key, runs)?;
-    Ok(json!({
-        "runs": runs,
-        "init_phases_in_process": phases,
-        "warm_invocations": invocations,
-        "binary_bytes": std::fs::metadata(&bin)?.len(),
-        "spawn_true": summary(&spawn_true),
-        "spawn_no_config": summary(&no_config),
-        "init": summary(&init),
-        "first_exchange_with_key_fetch": summary(&first),
-        "second_exchange_warm": summary(&warm),
-        "harness_fetches_last_run": stats["clusters"]["alpha"],
-    }))
+    out.insert("txbridge".into(), Value::Object(signers));
+
+    let invocations = warm_invocations(
+        &txbridge,
+        &dir.path("local.toml"),
+        &key,
+        &events[0],
+        runs_warm(),
+    )?;
+    out.insert("warm_invocations".into(), invocations);
+    out.insert(
+        "init_phases_in_process".into(),
+        init_phases(&config, &key, runs)?,
+    );
+    out.insert(
+        "binary_bytes".into(),
+        json!({
+            "txbridge": std::fs::metadata(&txbridge)?.len(),
+            "hello_world": std::fs::metadata(&hello)?.len(),
+        }),
+    );
+    Ok(Value::Object(out))
 }
 
 fn runs_warm() -> usize {
@@ -461,14 +587,6 @@ fn init_phases(config: &str, key: &str, runs: usize) -> anyhow::Result<Value> {
         median.insert((*name).into(), summary(&col)["median_ms"].clone());
     }
     Ok(json!({ "first_ms": first, "median_ms": median }))
-}
-
-fn harness_reset(harness: &Harness) -> anyhow::Result<()> {
-    let resp = reqwest::blocking::Client::new()
-        .post(format!("{}/admin/stats/reset", harness.base_url))
-        .send()?;
-    ensure!(resp.status().is_success(), "stats reset");
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ use std::process::Child;
 pub mod concurrency;
 pub mod faults;
 pub mod load;
+pub mod localstack;
 pub mod procs;
 pub mod suite;
 pub mod worker;

@@ -188,11 +188,38 @@ impl Function {
         }
     }
 
-    /// One event through the core, or the 503 of a function that could not start.
+    /// One event through the core, or the 503 of a function that could not start. A panic
+    /// (which txbridge's code should never raise) is answered with the same 503, not with the
+    /// runtime's error, and the environment stays warm.
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        match self.engine().await {
-            Some(engine) => handle(engine, req, self.base_path.as_deref()).await,
-            None => to_lambda_response(txbridge_core::unavailable_response()),
+        let answer = CatchPanic(Box::pin(async {
+            match self.engine().await {
+                Some(engine) => handle(engine, req, self.base_path.as_deref()).await,
+                None => to_lambda_response(txbridge_core::unavailable_response()),
+            }
+        }))
+        .await;
+        answer.unwrap_or_else(|()| {
+            tracing::error!("the request panicked; answered 503");
+            to_lambda_response(txbridge_core::unavailable_response())
+        })
+    }
+}
+
+/// A future whose panic becomes `Err(())` (its state is dropped, never polled again).
+struct CatchPanic<'a, T>(std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>);
+
+impl<T> std::future::Future for CatchPanic<'_, T> {
+    type Output = Result<T, ()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(_) => std::task::Poll::Ready(Err(())),
         }
     }
 }
@@ -205,15 +232,18 @@ pub fn log_allowed(metadata: &Metadata<'_>) -> bool {
     metadata.target().starts_with("txbridge") || *metadata.level() <= Level::INFO
 }
 
-/// The function's log subscriber: JSON lines to `writer`, `filter` (`RUST_LOG` syntax) within
-/// [`log_allowed`].
+/// The function's log subscriber: JSON lines to `writer`, `filter` within [`log_allowed`].
+/// `filter` is `RUST_LOG`'s level-per-target form (`info`, `debug,txbridge_core=trace`); one
+/// that does not parse means `info`.
 pub fn subscriber<W>(filter: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::{EnvFilter, Layer as _, filter};
-    let env = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::{Layer as _, filter};
+    let env = filter
+        .parse::<filter::Targets>()
+        .unwrap_or_else(|_| filter::Targets::new().with_default(Level::INFO));
     tracing_subscriber::registry().with(
         tracing_subscriber::fmt::layer()
             .json()
@@ -306,6 +336,23 @@ pub async fn handle(bridge: &TxBridge, req: Request, base_path: Option<&str>) ->
 #[cfg(test)]
 mod tests {
     use super::route_path;
+
+    #[test]
+    #[allow(clippy::panic)]
+    fn a_panicking_request_is_caught() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|_| panic!());
+        let caught = rt.block_on(super::CatchPanic(Box::pin(async {
+            if std::hint::black_box(true) {
+                panic!("boom");
+            }
+            1
+        })));
+        assert_eq!(caught, Err(()));
+        let fine = rt.block_on(super::CatchPanic(Box::pin(async { 2 })));
+        assert_eq!(fine, Ok(2));
+    }
 
     #[test]
     fn stage_and_base_path_are_stripped() {
