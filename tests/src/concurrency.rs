@@ -213,8 +213,7 @@ fn failing_upstream_under_concurrency(env: &Env) -> anyhow::Result<()> {
 
 /// Runs every case; reports all failures at once.
 pub fn run(env: &Env) {
-    type Case = (&'static str, fn(&Env) -> anyhow::Result<()>);
-    let cases: &[Case] = &[
+    let cases: &[crate::suite::Case] = &[
         ("8 and 64 concurrent cold requests", cold_herds),
         (
             "64 concurrent cold requests, slow upstream",
@@ -230,21 +229,5 @@ pub fn run(env: &Env) {
         ),
         ("leak check", crate::suite::leak_check),
     ];
-    let mut failures = Vec::new();
-    for (name, case) in cases {
-        let started = Instant::now();
-        match case(env) {
-            Ok(()) => eprintln!("ok   {name} ({:?})", started.elapsed()),
-            Err(e) => {
-                eprintln!("FAIL {name}: {e:#}");
-                failures.push(format!("{name}: {e:#}"));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} case(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    crate::suite::run_all(env, cases);
 }

@@ -298,8 +298,7 @@ fn healthz_ignores_upstreams(env: &Env) -> anyhow::Result<()> {
 
 /// Runs every fault case, then the leak check over everything logged; reports all failures.
 pub fn run(env: &Env) {
-    type Case = (&'static str, fn(&Env) -> anyhow::Result<()>);
-    let cases: &[Case] = &[
+    let cases: &[crate::suite::Case] = &[
         ("healthz ignores upstreams", healthz_ignores_upstreams),
         ("cold cluster, each fault", cold_cluster_each_fault),
         ("stale keys within the grace", stale_keys_within_grace),
@@ -309,21 +308,5 @@ pub fn run(env: &Env) {
         ),
         ("leak check", crate::suite::leak_check),
     ];
-    let mut failures = Vec::new();
-    for (name, case) in cases {
-        let started = Instant::now();
-        match case(env) {
-            Ok(()) => eprintln!("ok   {name} ({:?})", started.elapsed()),
-            Err(e) => {
-                eprintln!("FAIL {name}: {e:#}");
-                failures.push(format!("{name}: {e:#}"));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} case(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    crate::suite::run_all(env, cases);
 }

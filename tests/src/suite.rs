@@ -131,12 +131,25 @@ impl Env {
     /// Starts another instance of the shell under test with this config and signing key (its
     /// logs join the leak check).
     pub fn start_peer(&self, config: &str, key: &str) -> anyhow::Result<Peer> {
+        self.start_peer_with(config, key, true)
+    }
+
+    /// [`Env::start_peer`] for an instance that cannot start (it answers 503).
+    pub fn start_peer_failing(&self, config: &str, key: &str) -> anyhow::Result<Peer> {
+        self.start_peer_with(config, key, false)
+    }
+
+    fn start_peer_with(&self, config: &str, key: &str, ready: bool) -> anyhow::Result<Peer> {
         self.remember(key);
         match self.f.shell {
             Shell::Lambda => {
                 let port = crate::free_port();
-                let (running, log, dir) =
-                    crate::procs::start_lambda(port, config, key, &[("RUST_LOG", TRACE)])?;
+                let start = if ready {
+                    crate::procs::start_lambda
+                } else {
+                    crate::procs::start_lambda_answering
+                };
+                let (running, log, dir) = start(port, config, key, &[("RUST_LOG", TRACE)])?;
                 self.peer_logs
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -351,6 +364,12 @@ pub fn verify(
     v.leeway = 5;
     let data = jsonwebtoken::decode::<Value>(token, &key, &v)?;
     Ok((data.header, data.claims))
+}
+
+/// The claims of the TxToken in an exchange's answer, verified on `jwks`.
+fn issued_claims(env: &Env, jwks: &Value, r: &Resp) -> anyhow::Result<Value> {
+    let token = r.body["access_token"].as_str().context("no access_token")?;
+    Ok(verify(jwks, token, &env.f.issuer, &env.f.issuer)?.1)
 }
 
 fn claims_template(env: &Env, cluster: &str) -> Value {
@@ -1022,12 +1041,7 @@ fn workload_binding(env: &Env) -> anyhow::Result<()> {
             &headers,
         );
         ensure!(r.status == 200, "{headers:?}: {}", r.raw);
-        let (_, c) = verify(
-            &jwks,
-            r.body["access_token"].as_str().context("token")?,
-            &env.f.issuer,
-            &env.f.issuer,
-        )?;
+        let c = issued_claims(env, &jwks, &r)?;
         ensure!(
             c["req_wl"] == want && c["rctx"]["req_wl"] == want,
             "{headers:?}: req_wl {c}"
@@ -1124,12 +1138,7 @@ fn kontxt_quickstart_caller(env: &Env) -> anyhow::Result<()> {
             ]),
     );
     ensure!(r.status == 200, "kontxt caller: {}", r.raw);
-    let (_, c) = verify(
-        &env.jwks(),
-        r.body["access_token"].as_str().context("token")?,
-        &env.f.issuer,
-        &env.f.issuer,
-    )?;
+    let c = issued_claims(env, &env.jwks(), &r)?;
     ensure!(c["req_wl"] == spiffe, "req_wl {c}");
     ensure!(
         c["tctx"]["taskType"] == "container" && c["tctx"]["cluster"] == "beta",
@@ -1217,12 +1226,7 @@ fn replacement(env: &Env) -> anyhow::Result<()> {
     // Without a header the actor's own workload id is the new hop.
     let r = replace("orders:read", Some(&actor), &[]);
     ensure!(r.status == 200, "replacement, no header: {}", r.raw);
-    let (_, c) = verify(
-        &jwks,
-        r.body["access_token"].as_str().context("token")?,
-        &env.f.issuer,
-        &env.f.issuer,
-    )?;
+    let c = issued_claims(env, &jwks, &r)?;
     ensure!(
         c["req_wl"]
             .as_str()
@@ -1456,6 +1460,57 @@ fn record_timing(env: &Env, label: &str) -> anyhow::Result<()> {
     ))
 }
 
+/// A config that lists a private key among the previous public keys is refused at start-up:
+/// the function answers 503 (no token, nothing about the config in the body), and the private
+/// member's value reaches no log line (the leak check knows it).
+fn private_key_in_the_public_keys(env: &Env) -> anyhow::Result<()> {
+    let d = "c2VjcmV0LXByaXZhdGUta2V5LW1lbWJlci1vZi1hLWp3aw";
+    env.remember(d);
+    let active = env.jwks()["keys"][0].clone();
+    let previous = format!(
+        "{{kty = \"EC\", crv = \"P-256\", x = {}, y = {}, d = \"{d}\"}}",
+        active["x"], active["y"]
+    );
+    let config = env.f.config.replacen(
+        "[signer]\nkind = \"local\"\n",
+        &format!("[signer]\nkind = \"local\"\nprevious_public_keys = [{previous}]\n"),
+        1,
+    );
+    ensure!(config.contains(d), "{config}");
+    let peer = env.start_peer_failing(&config, &env.signing_key)?;
+    let sa = env.token("alpha", "payments", "checkout");
+    let r = env.exchange_at(
+        &peer.base_url,
+        &[
+            ("grant_type", TE),
+            ("subject_token", &sa),
+            ("subject_token_type", JWT),
+        ],
+        &[],
+    );
+    expect_error(
+        &r,
+        503,
+        "temporarily_unavailable",
+        "a private key in the config",
+    )?;
+    ensure!(
+        !r.raw.contains("previous_public_keys") && !r.raw.contains(&d[..16]),
+        "{}",
+        r.raw
+    );
+    let jwks = env.send(
+        env.http
+            .get(format!("{}/.well-known/jwks.json", peer.base_url)),
+    );
+    ensure!(
+        jwks.status == 503,
+        "no JWKS from a refused config: {}",
+        jwks.raw
+    );
+    Ok(())
+}
+
 /// The Worker verifies subject tokens through WebCrypto: every key it fetched was imported.
 fn crypto_backend(env: &Env) -> anyhow::Result<()> {
     if env.f.shell != Shell::Worker {
@@ -1481,9 +1536,38 @@ fn crypto_backend(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A case of a suite: a name and a check against the function under test.
+pub type Case = (&'static str, fn(&Env) -> anyhow::Result<()>);
+
+/// Runs every case, printing each outcome; returns the failures.
+pub fn run_cases(env: &Env, cases: &[Case]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, case) in cases {
+        let started = std::time::Instant::now();
+        match case(env) {
+            Ok(()) => eprintln!("ok   {name} ({:?})", started.elapsed()),
+            Err(e) => {
+                eprintln!("FAIL {name}: {e:#}");
+                failures.push(format!("{name}: {e:#}"));
+            }
+        }
+    }
+    failures
+}
+
+/// Runs every case and fails with all failures at once.
+pub fn run_all(env: &Env, cases: &[Case]) {
+    let failures = run_cases(env, cases);
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// Runs every case; reports all failures at once. `label` names the target in the timing line.
 pub fn run(env: &Env, label: &str) {
-    type Case = (&'static str, fn(&Env) -> anyhow::Result<()>);
     let cases: &[Case] = &[
         ("happy path, two clusters", happy_path_two_clusters),
         ("metadata documents", metadata_documents),
@@ -1501,20 +1585,14 @@ pub fn run(env: &Env, label: &str) {
             "replacement after rotation and expiry",
             replacement_after_rotation_and_expiry,
         ),
+        (
+            "a private key in the public keys",
+            private_key_in_the_public_keys,
+        ),
         ("crypto backend", crypto_backend),
         ("leak check", leak_check),
     ];
-    let mut failures = Vec::new();
-    for (name, case) in cases {
-        let started = std::time::Instant::now();
-        match case(env) {
-            Ok(()) => eprintln!("ok   {name} ({:?})", started.elapsed()),
-            Err(e) => {
-                eprintln!("FAIL {name}: {e:#}");
-                failures.push(format!("{name}: {e:#}"));
-            }
-        }
-    }
+    let mut failures = run_cases(env, cases);
     if let Err(e) = record_timing(env, label) {
         failures.push(format!("timing: {e:#}"));
     }

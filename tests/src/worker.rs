@@ -33,7 +33,7 @@ pub fn log_path(running: &Running) -> PathBuf {
 }
 
 /// Starts the Worker with `config_toml` as `TXBRIDGE_CONFIG` and `signing_key_pem` as
-/// `TXBRIDGE_SIGNING_KEY`, logging at [`LOG_LEVEL`]; returns once `GET /healthz` answers 200.
+/// `TXBRIDGE_SIGNING_KEY`, logging at [`LOG_LEVEL`]; returns once `GET /healthz` answers.
 /// Outbound fetches may reach loopback (the harness, a test JWKS server). workerd's output goes
 /// to [`log_path`].
 pub fn start(config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running> {
@@ -127,9 +127,9 @@ fn wait_ready(running: &mut Running, base_url: &str) -> anyhow::Result<()> {
         .build()?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if let Ok(resp) = client.get(format!("{base_url}/healthz")).send()
-            && resp.status() == 200
-        {
+        // Any answer: workerd serves (a Worker that cannot build its engine answers 503, which
+        // the tests of start-up failures need to see).
+        if client.get(format!("{base_url}/healthz")).send().is_ok() {
             return Ok(());
         }
         if let Some(status) = running.try_wait() {

@@ -234,6 +234,29 @@ impl State {
         })
     }
 
+    /// For a request that needs the upstream: give up when a fetch failed since it arrived or
+    /// the cache backs off, wait when a fetch runs; `None` when it may fetch itself.
+    fn upstream_busy(
+        &self,
+        arrival: u64,
+        now: u64,
+        in_flight: bool,
+        backing_off: bool,
+    ) -> Option<Step> {
+        if let Some(u) = self.failed_since(arrival) {
+            return Some(Step::Unavailable(u));
+        }
+        if in_flight {
+            return Some(Step::Wait);
+        }
+        backing_off.then(|| {
+            Step::Unavailable(Unavailable {
+                reason: FetchError::BackingOff,
+                retry_after: secs_until(self.backoff_until_ms, now),
+            })
+        })
+    }
+
     /// One decision for a request that arrived at `arrival` and needs `kid`. Keys fetched at or
     /// after `definite_after` settle whether the kid exists: it is later than the arrival (a
     /// fetch that started in the same millisecond may have missed a key published with it), or
@@ -256,17 +279,8 @@ impl State {
         });
         let Some(snap) = usable else {
             // Cold, or past the grace: the request has to wait on the upstream.
-            if let Some(u) = self.failed_since(arrival) {
-                return Step::Unavailable(u);
-            }
-            if in_flight {
-                return Step::Wait;
-            }
-            if backing_off {
-                return Step::Unavailable(Unavailable {
-                    reason: FetchError::BackingOff,
-                    retry_after: secs_until(self.backoff_until_ms, now),
-                });
+            if let Some(step) = self.upstream_busy(arrival, now, in_flight, backing_off) {
+                return step;
             }
             return Step::Fetch(self.claim(now));
         };
@@ -284,17 +298,8 @@ impl State {
         if snap.fetched_at_ms >= definite_after || self.missed(kid, now, t) {
             return Step::Ready(snap);
         }
-        if let Some(u) = self.failed_since(arrival) {
-            return Step::Unavailable(u);
-        }
-        if in_flight {
-            return Step::Wait;
-        }
-        if backing_off {
-            return Step::Unavailable(Unavailable {
-                reason: FetchError::BackingOff,
-                retry_after: secs_until(self.backoff_until_ms, now),
-            });
+        if let Some(step) = self.upstream_busy(arrival, now, in_flight, backing_off) {
+            return step;
         }
         match self.last_kid_refresh_ms {
             Some(last) if now < last.saturating_add(t.interval) => Step::Unavailable(Unavailable {
