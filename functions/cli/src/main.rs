@@ -58,9 +58,9 @@ enum Command {
 }
 
 fn parse_url(s: &str) -> Result<String, String> {
-    url::Url::parse(s)
+    txbridge_verifier::parse_url_ascii(s)
         .map(|_| s.to_owned())
-        .map_err(|_| "not a URL".to_owned())
+        .ok_or_else(|| "not a URL".to_owned())
 }
 
 fn parse_duration(s: &str) -> Result<u64, String> {

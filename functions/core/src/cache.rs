@@ -620,7 +620,7 @@ pub fn parse_discovery(
     if doc.issuer != cluster.issuer() {
         return Err(FetchError::IssuerMismatch);
     }
-    let url = Url::parse(&doc.jwks_uri).map_err(|_| FetchError::BadJwksUri)?;
+    let url = crate::config::parse_url_ascii(&doc.jwks_uri).ok_or(FetchError::BadJwksUri)?;
     if !cluster.url_allowed(&url) {
         return Err(FetchError::BadJwksUri);
     }

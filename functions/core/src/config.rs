@@ -421,8 +421,30 @@ pub fn check_url(url: &Url, allow_http_loopback: bool) -> Result<(), &'static st
     }
 }
 
+/// Parses a URL the way txbridge accepts them: ASCII only, and an authority (host and port) that
+/// is not percent-encoded, matched case-insensitively (it is lowercased before parsing). An
+/// internationalised host is written in its xn-- form: url's IDNA back end is the ASCII-only one
+/// (see Cargo.toml), which must only ever see lowercase ASCII. Every URL from config, a discovery
+/// document or a caller goes through here.
+pub fn parse_url_ascii(text: &str) -> Option<Url> {
+    if !text.is_ascii() {
+        return None;
+    }
+    let (scheme, rest) = text.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.contains('%') {
+        return None;
+    }
+    Url::parse(&format!(
+        "{scheme}://{}{tail}",
+        authority.to_ascii_lowercase()
+    ))
+    .ok()
+}
+
 fn parse_url(key: &str, text: &str, allow_http_loopback: bool) -> Result<Url, ConfigError> {
-    let url = Url::parse(text).map_err(|_| invalid(format!("{key} is not a valid URL")))?;
+    let url = parse_url_ascii(text).ok_or_else(|| invalid(format!("{key} is not a valid URL")))?;
     check_url(&url, allow_http_loopback).map_err(|why| invalid(format!("{key} {why}")))?;
     Ok(url)
 }

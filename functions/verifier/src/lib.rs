@@ -23,6 +23,7 @@ use url::Url;
 pub use txbridge_core::cache::FetchError as KeyFetchError;
 pub use txbridge_core::cache::Unavailable as KeysUnavailable;
 pub use txbridge_core::config::KeyCacheConfig as KeyCacheTuning;
+pub use txbridge_core::config::parse_url_ascii;
 pub use txbridge_core::txtoken::{TxTokenClaims, TxTokenError};
 pub use txbridge_core::{AsyncRuntime, Clock, HttpClient, HttpError, Task};
 
@@ -263,7 +264,7 @@ impl Builder {
     }
 
     fn url(&self, text: &str, what: &'static str) -> Result<Url, Error> {
-        let url = Url::parse(text).map_err(|_| Error::Config(what))?;
+        let url = txbridge_core::config::parse_url_ascii(text).ok_or(Error::Config(what))?;
         check_url(&url, self.allow_http_loopback).map_err(|_| Error::Config(what))?;
         Ok(url)
     }
