@@ -430,10 +430,20 @@ pub fn parse_url_ascii(text: &str) -> Option<Url> {
     if !text.is_ascii() {
         return None;
     }
-    let (scheme, rest) = text.split_once("://")?;
+    // `scheme://authority...`, nothing looser ("https:host", backslashes): the authority must be
+    // exactly what url will read as one.
+    let (scheme, rest) = text.split_once(':')?;
+    let valid_scheme = scheme
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let rest = rest.strip_prefix("//").filter(|_| valid_scheme)?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    if authority.contains('%') {
+    if authority.contains(['%', '\\']) {
         return None;
     }
     Url::parse(&format!(

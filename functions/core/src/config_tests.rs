@@ -390,6 +390,11 @@ fn urls_are_ascii_with_a_plain_authority() {
         ),
         ("https://a.example/%41", Some("https://a.example/%41")),
         ("no-scheme.example/x", None),
+        ("https:DDD[DD@DD%DDD___ttps://WlDDD/jwks", None),
+        ("https:host.example/x", None),
+        (r"https:\\HOST.example/x", None),
+        (r"https://HOST.example\X%41/y", None),
+        ("1https://a.example/", None),
     ];
     for (text, want) in table {
         let got = parse_url_ascii(text).map(|u| u.to_string());
