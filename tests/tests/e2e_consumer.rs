@@ -52,7 +52,12 @@ fn exchange(base: &str, form: &[(&str, &str)]) -> Value {
         .unwrap();
     let status = resp.status();
     let body: Value = resp.json().unwrap();
-    assert!(status.is_success(), "exchange: {status} {}", body["error"]);
+    assert!(
+        status.is_success(),
+        "exchange: {status} {} {}",
+        body["error"],
+        body["error_description"]
+    );
     body
 }
 
@@ -94,6 +99,7 @@ fn lambda_tokens_verify_with_the_cli() {
         .chain(["--insecure-allow-http-loopback"])
         .collect();
     let mut txn = String::new();
+    let mut req_wl = String::new();
     for (mode, args) in [("--jwks URL", &with_jwks), ("discovery", &with_discovery)] {
         let (code, stdout, stderr) = cli(&bin, args, &token);
         assert_eq!(code, 0, "{mode}: {stderr}");
@@ -105,6 +111,7 @@ fn lambda_tokens_verify_with_the_cli() {
         );
         assert_eq!(claims["tctx"]["order"], "42", "{mode}");
         txn = claims["txn"].as_str().unwrap().to_owned();
+        req_wl = claims["req_wl"].as_str().unwrap().to_owned();
         assert!(!stdout.contains(&token) && !stderr.contains(&token));
     }
 
@@ -123,7 +130,11 @@ fn lambda_tokens_verify_with_the_cli() {
     let (code, _, stderr) = cli(&bin, &base, &token);
     assert_eq!(code, 1, "http issuer needs the flag: {stderr}");
 
-    // A replacement by the Lambda verifies too, with the same txn and a narrower scope.
+    // A replacement by the Lambda verifies too, with the same txn and a narrower scope; the
+    // replacing workload authenticates with its own SA token.
+    let actor = harness
+        .token("alpha", "orders", "worker", &["txbridge"], 600)
+        .unwrap();
     let body = exchange(
         &running.base_url,
         &[
@@ -132,6 +143,8 @@ fn lambda_tokens_verify_with_the_cli() {
             ("subject_token_type", TXN),
             ("requested_token_type", TXN),
             ("scope", "orders:read"),
+            ("actor_token", &actor),
+            ("actor_token_type", JWT),
         ],
     );
     let replaced = body["access_token"].as_str().unwrap();
@@ -140,5 +153,10 @@ fn lambda_tokens_verify_with_the_cli() {
     let claims: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(claims["txn"], txn.as_str());
     assert_eq!(claims["scope"], serde_json::json!(["orders:read"]));
+    let chain = claims["req_wl"].as_str().unwrap();
+    assert!(
+        chain.starts_with(&format!("{req_wl},")) && chain.split(',').count() == 2,
+        "the actor joins the call chain: {chain}"
+    );
     drop(running);
 }
