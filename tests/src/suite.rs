@@ -246,6 +246,11 @@ impl Env {
     }
 
     pub fn exchange(&self, token: &str, extra: &[(&str, &str)]) -> Resp {
+        self.exchange_sa_at(&self.f.base_url, token, extra)
+    }
+
+    /// A plain exchange of the SA token `token` at the function serving `base_url`.
+    pub fn exchange_sa_at(&self, base_url: &str, token: &str, extra: &[(&str, &str)]) -> Resp {
         let mut pairs = vec![
             ("grant_type", TE),
             ("subject_token", token),
@@ -253,7 +258,7 @@ impl Env {
             ("requested_token_type", TXN),
         ];
         pairs.extend_from_slice(extra);
-        self.exchange_form(&pairs, &[])
+        self.exchange_at(base_url, &pairs, &[])
     }
 
     /// The published JWKS.
@@ -1358,15 +1363,7 @@ fn replacement_after_rotation_and_expiry(env: &Env) -> anyhow::Result<()> {
     );
     // A token of the active key, expired (lifetime 1 s, no leeway for replacement).
     let sa = env.token("alpha", "payments", "checkout");
-    let r = env.exchange_at(
-        &peer.base_url,
-        &[
-            ("grant_type", TE),
-            ("subject_token", &sa),
-            ("subject_token_type", JWT),
-        ],
-        &[],
-    );
+    let r = env.exchange_sa_at(&peer.base_url, &sa, &[]);
     ensure!(
         r.status == 200 && r.body["expires_in"] == 1,
         "short-lived token: {}",
@@ -1479,15 +1476,7 @@ fn private_key_in_the_public_keys(env: &Env) -> anyhow::Result<()> {
     ensure!(config.contains(d), "{config}");
     let peer = env.start_peer_failing(&config, &env.signing_key)?;
     let sa = env.token("alpha", "payments", "checkout");
-    let r = env.exchange_at(
-        &peer.base_url,
-        &[
-            ("grant_type", TE),
-            ("subject_token", &sa),
-            ("subject_token_type", JWT),
-        ],
-        &[],
-    );
+    let r = env.exchange_sa_at(&peer.base_url, &sa, &[]);
     expect_error(
         &r,
         503,
