@@ -77,8 +77,9 @@ pub fn wait_ready(
     wait_answering(url, child, timeout, log, true)
 }
 
-/// Waits until `url` answers at all (200 when `ok_only`).
-fn wait_answering(
+/// Waits until `url` answers at all (200 when `ok_only`; a 502, the emulator's "no function
+/// yet", never counts), with the tail of `log` in the error.
+pub(crate) fn wait_answering(
     url: &str,
     child: &mut Running,
     timeout: Duration,

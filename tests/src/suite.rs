@@ -161,7 +161,11 @@ impl Env {
                 })
             }
             Shell::Worker => {
-                let running = crate::worker::start(config, key)?;
+                let running = if ready {
+                    crate::worker::start(config, key)?
+                } else {
+                    crate::worker::start_answering(config, key)?
+                };
                 self.peer_logs
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

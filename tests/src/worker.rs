@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, anyhow, bail};
 
@@ -33,11 +33,19 @@ pub fn log_path(running: &Running) -> PathBuf {
 }
 
 /// Starts the Worker with `config_toml` as `TXBRIDGE_CONFIG` and `signing_key_pem` as
-/// `TXBRIDGE_SIGNING_KEY`, logging at [`LOG_LEVEL`]; returns once `GET /healthz` answers.
+/// `TXBRIDGE_SIGNING_KEY`, logging at [`LOG_LEVEL`]; returns once `GET /healthz` answers 200.
 /// Outbound fetches may reach loopback (the harness, a test JWKS server). workerd's output goes
 /// to [`log_path`].
 pub fn start(config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running> {
     start_build(Build::Release, config_toml, signing_key_pem)
+}
+
+/// [`start`] for a Worker that may not be able to build its engine (it then answers 503):
+/// returns once `GET /healthz` answers at all.
+pub fn start_answering(config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running> {
+    let build = Build::Release;
+    ensure_built(build)?;
+    serve(&build.dir(), config_toml, signing_key_pem, false)
 }
 
 /// Which build of the Worker to serve.
@@ -72,6 +80,16 @@ pub fn start_build(
 /// Serves the Worker built into `out` (its `entry.mjs` when it has one, else worker-build's
 /// `index.js`, as builds before the entry module had): benchmarks compare builds this way.
 pub fn start_dir(out: &Path, config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running> {
+    serve(out, config_toml, signing_key_pem, true)
+}
+
+/// Serves the build in `out`; waits for a 200 from `/healthz` when `ok_only`, else any answer.
+fn serve(
+    out: &Path,
+    config_toml: &str,
+    signing_key_pem: &str,
+    ok_only: bool,
+) -> anyhow::Result<Running> {
     let workerd = worker_dir().join("node_modules/.bin/workerd");
     if !workerd.exists() {
         bail!(
@@ -114,32 +132,17 @@ pub fn start_dir(out: &Path, config_toml: &str, signing_key_pem: &str) -> anyhow
     let base_url = format!("http://127.0.0.1:{port}");
     let mut running = Running::new(base_url.clone(), child);
 
-    let ready = wait_ready(&mut running, &base_url);
+    let ready = crate::procs::wait_answering(
+        &format!("{base_url}/healthz"),
+        &mut running,
+        READY_TIMEOUT,
+        &log_path,
+        ok_only,
+    );
     // workerd read its config and modules at start-up; the key file has no reason to stay.
     let _ = fs::remove_dir_all(&run_dir);
-    ready.map_err(|e| anyhow!("{e}\n--- {} ---\n{}", log_path.display(), tail(&log_path)))?;
+    ready?;
     Ok(running)
-}
-
-fn wait_ready(running: &mut Running, base_url: &str) -> anyhow::Result<()> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        // Any answer: workerd serves (a Worker that cannot build its engine answers 503, which
-        // the tests of start-up failures need to see).
-        if client.get(format!("{base_url}/healthz")).send().is_ok() {
-            return Ok(());
-        }
-        if let Some(status) = running.try_wait() {
-            bail!("workerd exited during start-up ({status})");
-        }
-        if Instant::now() > deadline {
-            bail!("workerd not ready on {base_url} after {READY_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The workerd config: the built modules, the var and the secret as text bindings, and an
@@ -276,10 +279,4 @@ fn visit(path: &Path, newest: &mut SystemTime) -> anyhow::Result<()> {
         *newest = (*newest).max(meta.modified()?);
     }
     Ok(())
-}
-
-fn tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
