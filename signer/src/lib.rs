@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 #[cfg(feature = "local")]
+mod crypto;
+#[cfg(feature = "local")]
 mod local;
 #[cfg(feature = "local")]
 pub use local::{LocalSigner, SIGN_BACKEND};
