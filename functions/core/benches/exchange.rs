@@ -28,8 +28,8 @@ use common::{TestKey, World, form, pairs};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use futures::executor::block_on;
 use serde_json::{Value, json};
-use txbridge_core::Algorithm;
-use txbridge_core::jose::{self, VerifyKey};
+use txbridge_core::__internal as jose;
+use txbridge_core::{Algorithm, VerifyKey};
 use txbridge_signer::{LocalSigner, Signer as _};
 
 /// The exchange request a pod sends (no scope, no details: the policy ceiling is granted).

@@ -7,7 +7,10 @@ use serde::Deserialize;
 use txbridge_signer::PublicJwk;
 use url::Url;
 
+use crate::jose::Algorithm;
+use crate::keys::{KeyCacheConfig, KeySource};
 use crate::policy::{Glob, Policy};
+use crate::urls::{check_url, parse_url_ascii};
 use crate::workload::{self, WorkloadTemplate};
 
 /// Why a config was rejected. Messages name the offending key, never a secret.
@@ -38,30 +41,6 @@ fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
-}
-
-/// Signing algorithms accepted for subject tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    RS256,
-    ES256,
-}
-
-impl Algorithm {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "RS256" => Some(Algorithm::RS256),
-            "ES256" => Some(Algorithm::ES256),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::RS256 => "RS256",
-            Algorithm::ES256 => "ES256",
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,26 +252,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Is this URL (found in a discovery document) acceptable to fetch for this cluster?
-    pub fn url_allowed(&self, url: &Url) -> bool {
-        check_url(url, self.insecure_allow_http_loopback).is_ok()
-    }
-}
-
-/// Key cache tuning, in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyCacheConfig {
-    pub ttl: u64,
-    pub min_refresh_interval: u64,
-    pub stale_grace: u64,
-}
-
-impl Default for KeyCacheConfig {
-    fn default() -> Self {
-        KeyCacheConfig {
-            ttl: 300,
-            min_refresh_interval: 10,
-            stale_grace: 3600,
+    /// Where the key cache fetches this cluster's keys (looked up by the cluster's name).
+    pub fn key_source(&self) -> KeySource {
+        KeySource {
+            name: self.name.clone(),
+            issuer: self.issuer.clone(),
+            discovery_url: self.discovery_url.clone(),
+            jwks_url: self.jwks_url.clone(),
+            allow_http_loopback: self.insecure_allow_http_loopback,
         }
     }
 }
@@ -355,11 +322,8 @@ impl Config {
         self.key_cache
     }
 
-    pub(crate) fn cluster_by_issuer(&self, iss: &str) -> Option<(usize, &Cluster)> {
-        self.clusters
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.issuer == iss)
+    pub(crate) fn cluster_by_issuer(&self, iss: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.issuer == iss)
     }
 }
 
@@ -388,69 +352,6 @@ fn duration(
         )));
     }
     Ok(secs)
-}
-
-fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-/// https always; http only on loopback with the insecure flag; no credentials or fragments.
-pub fn check_url(url: &Url, allow_http_loopback: bool) -> Result<(), &'static str> {
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not contain credentials");
-    }
-    if url.fragment().is_some() {
-        return Err("must not contain a fragment");
-    }
-    if url.host().is_none() {
-        return Err("must have a host");
-    }
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if allow_http_loopback && is_loopback_host(url) => Ok(()),
-        "http" if allow_http_loopback => {
-            Err("may use http:// only on a loopback host (127.0.0.1, [::1], localhost)")
-        }
-        "http" => Err("must use https:// (http:// needs insecure_allow_http_loopback on loopback)"),
-        _ => Err("must be an https:// URL"),
-    }
-}
-
-/// Parses a URL the way txbridge accepts them: ASCII only, and an authority (host and port) that
-/// is not percent-encoded, matched case-insensitively (it is lowercased before parsing). An
-/// internationalised host is written in its xn-- form: url's IDNA back end is the ASCII-only one
-/// (see Cargo.toml), which must only ever see lowercase ASCII. Every URL from config, a discovery
-/// document or a caller goes through here.
-pub fn parse_url_ascii(text: &str) -> Option<Url> {
-    if !text.is_ascii() {
-        return None;
-    }
-    // `scheme://authority...`, nothing looser ("https:host", backslashes): the authority must be
-    // exactly what url will read as one.
-    let (scheme, rest) = text.split_once(':')?;
-    let valid_scheme = scheme
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic())
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    let rest = rest.strip_prefix("//").filter(|_| valid_scheme)?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    if authority.contains(['%', '\\']) {
-        return None;
-    }
-    Url::parse(&format!(
-        "{scheme}://{}{tail}",
-        authority.to_ascii_lowercase()
-    ))
-    .ok()
 }
 
 fn parse_url(key: &str, text: &str, allow_http_loopback: bool) -> Result<Url, ConfigError> {

@@ -2,6 +2,10 @@
 
 use http::StatusCode;
 
+use crate::subject::{Rejected, SubjectTokenError};
+use crate::txtoken::TxTokenError;
+use crate::workload::WorkloadRefused;
+
 /// OAuth 2.0 error codes (RFC 6749 §5.2, RFC 8693 §2.2.2) used on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -27,53 +31,6 @@ impl ErrorCode {
             ErrorCode::ServerError => "server_error",
         }
     }
-}
-
-/// Why a subject token was rejected. Each reason is a fixed string: nothing from the token is
-/// ever echoed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SubjectTokenError {
-    #[error("token is too large")]
-    TooLarge,
-    #[error("token is not a compact JWS")]
-    Malformed,
-    #[error("token header is invalid")]
-    BadHeader,
-    #[error("token claims are invalid")]
-    BadClaims,
-    #[error("token uses a critical header extension")]
-    CritHeader,
-    #[error("signing algorithm is not allowed")]
-    AlgorithmNotAllowed,
-    #[error("issuer is not trusted")]
-    UntrustedIssuer,
-    #[error("signing key is unknown")]
-    UnknownKey,
-    #[error("signature is invalid")]
-    BadSignature,
-    #[error("token has no subject")]
-    MissingSubject,
-    #[error("token has no audience")]
-    MissingAudience,
-    #[error("audience is not accepted")]
-    WrongAudience,
-    #[error("token has no expiry")]
-    MissingExpiry,
-    #[error("token has no issued-at time")]
-    MissingIssuedAt,
-    #[error("token is expired")]
-    Expired,
-    #[error("token is not valid yet")]
-    NotYetValid,
-    #[error("token was issued in the future")]
-    IssuedInFuture,
-    #[error("token lifetime exceeds the maximum")]
-    LifetimeTooLong,
-    #[error("token is not a Kubernetes service account token")]
-    NotServiceAccount,
-    #[error("subject does not match the kubernetes.io claims")]
-    InconsistentSubject,
 }
 
 /// Everything that can go wrong while answering a request.
@@ -121,7 +78,7 @@ pub enum Error {
     /// The subject token of a replacement (`subject_token_type` txn_token) is not a valid
     /// TxToken of this service.
     #[error("invalid subject token: {0}")]
-    TxnToken(#[from] crate::txtoken::TxTokenError),
+    TxnToken(#[from] TxTokenError),
     #[error("request_details may not change the transaction context of a replaced token")]
     TctxImmutable,
     #[error("the transaction token was replaced too many times")]
@@ -143,6 +100,23 @@ pub enum Error {
     SigningUnavailable,
     #[error("internal error")]
     Internal,
+}
+
+impl From<Rejected> for Error {
+    fn from(r: Rejected) -> Self {
+        match r {
+            Rejected::Token(e) => Error::SubjectToken(e),
+            Rejected::KeysUnavailable(u) => Error::UpstreamUnavailable {
+                retry_after: u.retry_after,
+            },
+        }
+    }
+}
+
+impl From<WorkloadRefused> for Error {
+    fn from(WorkloadRefused: WorkloadRefused) -> Self {
+        Error::WorkloadNotAuthorized
+    }
 }
 
 /// What goes on the wire for an error: status, OAuth code, generic description, extra headers.

@@ -6,17 +6,19 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use txbridge_signer::KeySet;
 
-use crate::cache::{KeyCache, KeySource};
 use crate::config::Config;
+use crate::crypto;
 use crate::error::{Error, WireError};
 use crate::form::{self, ExchangeRequest, GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_TXN_TOKEN};
-use crate::jose::VerifyKey;
+use crate::identity::Subject;
+use crate::jose::{VerifyBackend, VerifyKey};
+use crate::keys::KeyCache;
 use crate::mint::{self, Grant};
 use crate::policy::{self, Decision};
 use crate::ports::{AsyncRuntime, Clock, HttpClient};
 use crate::replace::{self, ReplaceRequest};
+use crate::subject::{self, Rejected};
 use crate::txtoken::{self, Expectations, TxTokenError};
-use crate::validate::{self, Subject};
 use crate::workload;
 
 /// Request extension a shell sets to the caller's address as its platform reports it
@@ -69,11 +71,7 @@ impl TxBridge {
         clock: Arc<dyn Clock>,
         runtime: Arc<dyn AsyncRuntime>,
     ) -> Self {
-        let sources = config
-            .clusters
-            .iter()
-            .map(|c| Arc::new(c.clone()) as Arc<dyn KeySource>)
-            .collect();
+        let sources = config.clusters.iter().map(|c| c.key_source()).collect();
         let cache = KeyCache::new(sources, config.key_cache, http, clock.clone(), runtime);
         let jwks_body = serde_json::to_vec(&keys.jwks()).unwrap_or_default();
         let metadata_body = serde_json::to_vec(&metadata(&config)).unwrap_or_default();
@@ -96,7 +94,7 @@ impl TxBridge {
 
     /// Verifies subject-token signatures through `backend` where it can import the key (the
     /// Worker: WebCrypto); txbridge's own code verifies the rest.
-    pub fn with_verify_backend(mut self, backend: Arc<dyn crate::ports::VerifyBackend>) -> Self {
+    pub fn with_verify_backend(mut self, backend: Arc<dyn VerifyBackend>) -> Self {
         self.cache = self.cache.with_verify_backend(backend);
         self
     }
@@ -218,13 +216,14 @@ impl TxBridge {
         if exchange.actor_token.is_some() {
             return Err(Error::ActorTokenNotSupported);
         }
-        let subject = validate::validate(
+        let subject = subject::validate(
             &self.config,
             &self.cache,
             exchange.subject_token.expose(),
             now,
         )
         .await
+        .map_err(Error::from)
         .inspect_err(|e| tracing::debug!(reason = %e, "subject token rejected"))?;
 
         let policies = &self.config.policies;
@@ -303,11 +302,11 @@ impl TxBridge {
             .actor_token
             .as_ref()
             .ok_or(Error::ActorTokenRequired)?;
-        let actor = validate::validate(&self.config, &self.cache, actor_token.expose(), now)
+        let actor = subject::validate(&self.config, &self.cache, actor_token.expose(), now)
             .await
             .map_err(|e| match e {
-                Error::SubjectToken(e) => Error::ActorToken(e),
-                e => e,
+                Rejected::Token(e) => Error::ActorToken(e),
+                keys @ Rejected::KeysUnavailable(_) => keys.into(),
             })
             .inspect_err(|e| tracing::debug!(reason = %e, "actor token rejected"))?;
         let policies = &self.config.policies;
@@ -420,7 +419,7 @@ fn subject_digest(body: &[u8]) -> String {
     match token {
         Some(t) if !t.is_empty() => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            let d = sha256(t.as_bytes());
+            let d = crypto::sha256(t.as_bytes());
             d.as_ref()[..8]
                 .iter()
                 .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]])
@@ -429,18 +428,6 @@ fn subject_digest(body: &[u8]) -> String {
         }
         _ => "-".to_owned(),
     }
-}
-
-/// SHA-256, with aws-lc-rs where the build has it (feature `aws-lc`, native), sha2 otherwise.
-#[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
-fn sha256(bytes: &[u8]) -> impl AsRef<[u8]> {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
-}
-
-#[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
-fn sha256(bytes: &[u8]) -> impl AsRef<[u8]> {
-    use sha2::{Digest as _, Sha256};
-    Sha256::digest(bytes)
 }
 
 fn metadata(config: &Config) -> serde_json::Value {

@@ -1,12 +1,52 @@
-//! Compact JWS parsing (strict) and the verification keys of a cluster.
+//! JOSE, the bottom layer: algorithms, strict compact-JWS parsing, JWKS keys and their
+//! verification (through [`crate::crypto`] or a shell's [`VerifyBackend`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use p256::ecdsa::signature::Verifier as _;
 use serde::Deserialize;
 
-use crate::config::Algorithm;
-use crate::error::SubjectTokenError as E;
+use crate::crypto::{self, NativeKey};
+
+/// Signing algorithms txbridge verifies (subject tokens: RS256, ES256; TxTokens: ES256).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    RS256,
+    ES256,
+}
+
+impl Algorithm {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RS256" => Some(Algorithm::RS256),
+            "ES256" => Some(Algorithm::ES256),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RS256 => "RS256",
+            Algorithm::ES256 => "ES256",
+        }
+    }
+}
+
+/// Why a compact JWS could not be parsed (structure only: nothing is verified yet). Each reason
+/// is a fixed string; nothing from the token is echoed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JwsError {
+    #[error("token is too large")]
+    TooLarge,
+    #[error("token is not a compact JWS")]
+    Malformed,
+    #[error("token header is invalid")]
+    BadHeader,
+    #[error("token uses a critical header extension")]
+    CritHeader,
+}
+
+use JwsError as E;
 
 /// Largest subject token accepted (Kubernetes tokens are ~1-2 KiB).
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -197,11 +237,7 @@ pub fn parse_compact(token: &str) -> Result<UnverifiedJws<'_>, E> {
 
 /// Which library verifies subject-token signatures in this build: `"aws-lc-rs"` with the
 /// native-only `aws-lc` feature, `"rsa+p256"` otherwise (always on wasm32).
-pub const VERIFY_BACKEND: &str = if cfg!(all(feature = "aws-lc", not(target_arch = "wasm32"))) {
-    "aws-lc-rs"
-} else {
-    "rsa+p256"
-};
+pub const VERIFY_BACKEND: &str = crypto::BACKEND;
 
 /// A verification key taken from a cluster's JWKS, parsed once.
 #[derive(Clone)]
@@ -219,57 +255,7 @@ impl std::fmt::Debug for KeyMaterial {
     }
 }
 
-/// The same public key parsed by aws-lc-rs (feature `aws-lc`, native only), built from the
-/// components rsa/p256 already accepted. Empty without the feature. `None` when aws-lc refuses a
-/// key rsa/p256 accepted (e.g. an even RSA exponent): that key is then verified by rsa/p256, so
-/// the set of accepted keys and the verdicts never depend on the backend.
-#[derive(Clone, Default)]
-struct NativeKey(
-    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
-    Option<aws_lc_rs::signature::ParsedPublicKey>,
-);
-
-impl std::fmt::Debug for NativeKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
-        if self.0.is_some() {
-            return f.write_str("aws-lc-rs");
-        }
-        f.write_str("rsa+p256")
-    }
-}
-
-#[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
-impl NativeKey {
-    fn rsa(key: &rsa::RsaPublicKey) -> Self {
-        use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
-        use rsa::pkcs1::EncodeRsaPublicKey as _;
-        // MIN_RSA_BITS..=MAX_RSA_BITS is within 2048..=8192, the range of these parameters.
-        let parsed = key
-            .to_pkcs1_der()
-            .ok()
-            .and_then(|der| ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der.as_bytes()).ok());
-        NativeKey(parsed)
-    }
-
-    fn ec(sec1_uncompressed: &[u8]) -> Self {
-        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey};
-        NativeKey(ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, sec1_uncompressed).ok())
-    }
-}
-
-#[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
-impl NativeKey {
-    fn rsa(_key: &rsa::RsaPublicKey) -> Self {
-        NativeKey()
-    }
-
-    fn ec(_sec1_uncompressed: &[u8]) -> Self {
-        NativeKey()
-    }
-}
-
-/// The public half of an accepted key, in the form a [`crate::ports::VerifyBackend`] imports:
+/// The public half of an accepted key, in the form a [`VerifyBackend`] imports:
 /// RSA modulus and exponent (big-endian), or an uncompressed SEC1 P-256 point (65 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -285,15 +271,11 @@ pub struct VerifyKey {
     /// The JWK's `alg`, when it names one.
     pub alg: Option<Algorithm>,
     pub material: KeyMaterial,
-    /// The same key for aws-lc-rs (feature `aws-lc`); verification prefers it.
-    #[cfg_attr(
-        not(all(feature = "aws-lc", not(target_arch = "wasm32"))),
-        allow(dead_code)
-    )]
+    /// The same key for the build's crypto backend, when it has its own; verification prefers it.
     native: NativeKey,
     /// The same key imported by the shell's verify backend (the Worker's WebCrypto), with the
     /// algorithm it was imported for; [`VerifyKey::verify_async`] prefers it.
-    backend: Option<(Algorithm, std::sync::Arc<dyn crate::ports::BackendKey>)>,
+    backend: Option<(Algorithm, std::sync::Arc<dyn BackendKey>)>,
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -347,11 +329,7 @@ impl VerifyKey {
     }
 
     /// Keeps the key `backend` imported for `alg`.
-    pub fn set_backend(
-        &mut self,
-        alg: Algorithm,
-        key: std::sync::Arc<dyn crate::ports::BackendKey>,
-    ) {
+    pub fn set_backend(&mut self, alg: Algorithm, key: std::sync::Arc<dyn BackendKey>) {
         self.backend = Some((alg, key));
     }
 
@@ -373,13 +351,11 @@ impl VerifyKey {
 
     /// Verifies `signature` over `input`. Caller has checked [`VerifyKey::fits`].
     pub fn verify(&self, alg: Algorithm, input: &[u8], signature: &[u8]) -> bool {
-        #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
-        if let Some(key) = &self.native.0 {
-            // The parsed key is bound to RSA_PKCS1_2048_8192_SHA256 or ECDSA_P256_SHA256_FIXED
-            // (raw r||s, 64 bytes), the JOSE encodings of RS256 and ES256.
-            return self.family_fits(alg) && key.verify_sig(input, signature).is_ok();
+        // The backend's key is bound to this key's family's algorithm.
+        match self.native.verify(input, signature) {
+            Some(verdict) => self.family_fits(alg) && verdict,
+            None => self.verify_rust_crypto(alg, input, signature),
         }
-        self.verify_rust_crypto(alg, input, signature)
     }
 
     /// The pure-Rust path (rsa 0.9 / p256 0.13): the only one on wasm32 and without `aws-lc`.
@@ -500,6 +476,32 @@ pub fn parse_jwks(body: &[u8]) -> Result<Vec<VerifyKey>, &'static str> {
         return Err("JWKS has no usable RS256/ES256 key");
     }
     Ok(keys)
+}
+
+/// A signature verifier the shell supplies for subject-token keys (the Worker: WebCrypto, which
+/// workerd runs natively). txbridge's own JWKS parsing still decides which keys are usable; a
+/// backend only does the math, for keys it could import. A key it refuses is verified by
+/// txbridge's own code, so the verdicts never depend on the backend.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait VerifyBackend: Send + Sync {
+    /// A short name for logs and benchmarks.
+    fn name(&self) -> &'static str;
+    /// Imports one accepted key, once per JWKS fetch; `None` when the backend cannot use it.
+    async fn import(
+        &self,
+        key: &PublicKeyMaterial,
+        alg: Algorithm,
+    ) -> Option<std::sync::Arc<dyn BackendKey>>;
+}
+
+/// A key imported by a [`VerifyBackend`], bound to one algorithm (RS256: RSASSA-PKCS1-v1_5 with
+/// SHA-256; ES256: ECDSA P-256 with SHA-256 over a raw `r || s` signature).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait BackendKey: Send + Sync {
+    /// Does `signature` verify over `input`? Any backend error is `false`.
+    async fn verify(&self, input: &[u8], signature: &[u8]) -> bool;
 }
 
 #[cfg(test)]
@@ -696,13 +698,13 @@ mod tests {
     }
 
     /// Reports the backend in the test output (`.ci/run` runs core's tests with and without it).
-    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    #[cfg(aws_lc)]
     #[test]
     fn verify_backend_is_aws_lc_rs() {
         assert_eq!(VERIFY_BACKEND, "aws-lc-rs");
     }
 
-    #[cfg(not(all(feature = "aws-lc", not(target_arch = "wasm32"))))]
+    #[cfg(not(aws_lc))]
     #[test]
     fn verify_backend_is_rsa_p256() {
         assert_eq!(VERIFY_BACKEND, "rsa+p256");
@@ -711,7 +713,7 @@ mod tests {
     /// The backends are interchangeable: with `aws-lc`, signatures made by the pure-Rust crates
     /// (rsa, p256) verify through aws-lc-rs, signatures made by aws-lc-rs verify through rsa/p256,
     /// and both verifiers give the same verdict on every malformed variant.
-    #[cfg(all(feature = "aws-lc", not(target_arch = "wasm32")))]
+    #[cfg(aws_lc)]
     mod aws_lc_contract {
         use super::*;
         use aws_lc_rs::signature as lc;
@@ -726,7 +728,7 @@ mod tests {
 
         /// Both paths give `want` on `sig`, and the same verdict on its malformed variants.
         fn same_verdicts(key: &VerifyKey, alg: Algorithm, input: &[u8], sig: &[u8], want: bool) {
-            assert!(key.native.0.is_some(), "aws-lc-rs parsed the key");
+            assert!(key.native.is_parsed(), "aws-lc-rs parsed the key");
             assert_eq!(key.verify(alg, input, sig), want, "aws-lc-rs");
             assert_eq!(key.verify_rust_crypto(alg, input, sig), want, "rsa/p256");
             let mut flipped = sig.to_vec();
@@ -826,7 +828,7 @@ mod tests {
                     let key = one_key(serde_json::json!({
                         "kty": "RSA", "n": b64_encode(&n), "e": b64_encode(&e[start..]),
                     }));
-                    assert!(key.native.0.is_some(), "{bits} bits, e = {e:?}");
+                    assert!(key.native.is_parsed(), "{bits} bits, e = {e:?}");
                 }
             }
         }
@@ -839,7 +841,7 @@ mod tests {
             let jwk: serde_json::Value =
                 serde_json::from_str(&sk.public_key().to_jwk_string()).unwrap();
             let key = VerifyKey {
-                native: NativeKey(None),
+                native: NativeKey::refused(),
                 ..one_key(jwk)
             };
             let input = b"x.y";

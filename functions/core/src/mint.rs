@@ -8,11 +8,10 @@ use serde_json::{Map, Value};
 use txbridge_signer::Signer;
 
 use crate::error::Error;
+use crate::identity::Subject;
 use crate::jose::{b64_encode, b64_encode_into};
-use crate::validate::Subject;
-
-/// JOSE `typ` of a Transaction Token.
-pub const TXN_TOKEN_TYP: &str = "txntoken+jwt";
+use crate::subject::SubjectTokenError;
+use crate::txtoken::TXN_TOKEN_TYP;
 
 /// tctx keys txbridge sets from the verified subject.
 pub const TCTX_RESERVED: [&str; 3] = ["cluster", "namespace", "service_account"];
@@ -119,7 +118,7 @@ pub async fn mint(
     } = grant;
     let exp = now.saturating_add(lifetime).min(subject.exp);
     if exp <= now {
-        return Err(crate::error::SubjectTokenError::Expired.into());
+        return Err(SubjectTokenError::Expired.into());
     }
     let tctx = build_tctx(subject, request_details)?;
     let rctx = build_rctx(&req_wl, req_ip, authn, request_context)?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::validate::Subject;
+use crate::identity::Subject;
 
 /// A compiled name pattern: exact, or with `*` wildcards matching any run of characters.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -81,29 +81,3 @@ pub trait AsyncRuntime: Send + Sync {
     /// which resumes in later invocations of a frozen environment; Worker: `waitUntil`).
     fn spawn(&self, task: Task);
 }
-
-/// A signature verifier the shell supplies for subject-token keys (the Worker: WebCrypto, which
-/// workerd runs natively). txbridge's own JWKS parsing still decides which keys are usable; a
-/// backend only does the math, for keys it could import. A key it refuses is verified by
-/// txbridge's own code, so the verdicts never depend on the backend.
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-pub trait VerifyBackend: Send + Sync {
-    /// A short name for logs and benchmarks.
-    fn name(&self) -> &'static str;
-    /// Imports one accepted key, once per JWKS fetch; `None` when the backend cannot use it.
-    async fn import(
-        &self,
-        key: &crate::jose::PublicKeyMaterial,
-        alg: crate::config::Algorithm,
-    ) -> Option<std::sync::Arc<dyn BackendKey>>;
-}
-
-/// A key imported by a [`VerifyBackend`], bound to one algorithm (RS256: RSASSA-PKCS1-v1_5 with
-/// SHA-256; ES256: ECDSA P-256 with SHA-256 over a raw `r || s` signature).
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-pub trait BackendKey: Send + Sync {
-    /// Does `signature` verify over `input`? Any backend error is `false`.
-    async fn verify(&self, input: &[u8], signature: &[u8]) -> bool;
-}

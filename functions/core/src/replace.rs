@@ -40,10 +40,10 @@ use serde_json::{Map, Value, json};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::identity::Subject;
 use crate::mint::{self, RCTX_RESERVED, TCTX_RESERVED};
 use crate::policy::{self, Decision};
 use crate::txtoken::{TxTokenClaims, TxTokenError};
-use crate::validate::Subject;
 
 /// Most requesting workloads kept in a replaced token's `req_wl` chain.
 pub const MAX_CHAIN: usize = 16;

@@ -11,10 +11,11 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::Algorithm;
-use crate::error::SubjectTokenError;
-use crate::jose::{self, VerifyKey};
-use crate::mint::TXN_TOKEN_TYP;
+use crate::claims::{self, Accept, Audience, ClaimsError, Registered, Validation};
+use crate::jose::{self, Algorithm, JwsError, VerifyKey};
+
+/// The JOSE `typ` of a Transaction Token.
+pub const TXN_TOKEN_TYP: &str = "txntoken+jwt";
 
 /// Why a TxToken was rejected. Each reason is a fixed string: nothing from the token is ever
 /// echoed.
@@ -59,14 +60,31 @@ pub enum TxTokenError {
     MissingSubject,
 }
 
-impl From<SubjectTokenError> for TxTokenError {
-    /// Only the structural errors of [`jose::parse_compact`] occur here.
-    fn from(e: SubjectTokenError) -> Self {
+impl From<JwsError> for TxTokenError {
+    fn from(e: JwsError) -> Self {
         match e {
-            SubjectTokenError::TooLarge => TxTokenError::TooLarge,
-            SubjectTokenError::CritHeader => TxTokenError::CritHeader,
-            SubjectTokenError::BadHeader => TxTokenError::BadHeader,
-            _ => TxTokenError::Malformed,
+            JwsError::TooLarge => TxTokenError::TooLarge,
+            JwsError::Malformed => TxTokenError::Malformed,
+            JwsError::BadHeader => TxTokenError::BadHeader,
+            JwsError::CritHeader => TxTokenError::CritHeader,
+        }
+    }
+}
+
+impl From<ClaimsError> for TxTokenError {
+    fn from(e: ClaimsError) -> Self {
+        match e {
+            ClaimsError::Invalid => TxTokenError::BadClaims,
+            ClaimsError::MissingIssuer | ClaimsError::WrongIssuer => TxTokenError::WrongIssuer,
+            ClaimsError::MissingAudience | ClaimsError::WrongAudience => {
+                TxTokenError::WrongAudience
+            }
+            ClaimsError::MissingExpiry => TxTokenError::MissingExpiry,
+            ClaimsError::MissingIssuedAt => TxTokenError::MissingIssuedAt,
+            ClaimsError::Expired => TxTokenError::Expired,
+            ClaimsError::IssuedInFuture => TxTokenError::IssuedInFuture,
+            // `nbf` is not checked on TxTokens (this service never sets it).
+            ClaimsError::NotYetValid => TxTokenError::BadClaims,
         }
     }
 }
@@ -113,13 +131,6 @@ impl TxTokenClaims {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
 struct RawClaims {
     #[serde(default)]
     iss: Option<String>,
@@ -143,18 +154,37 @@ struct RawClaims {
     rctx: Option<Map<String, Value>>,
 }
 
-/// A NumericDate (RFC 7519 §2): non-negative seconds; fractions are truncated.
-fn numeric_date(
-    n: Option<&serde_json::Number>,
-    missing: TxTokenError,
-) -> Result<u64, TxTokenError> {
-    let n = n.ok_or(missing)?;
-    if let Some(u) = n.as_u64() {
-        return Ok(u);
+/// A TxToken whose structure and header passed (`typ`, `alg`, a `kid`), not yet verified: what
+/// a verifier that fetches keys by `kid` holds between parsing and verifying.
+#[derive(Debug)]
+pub struct UnverifiedTxToken<'a> {
+    jws: jose::UnverifiedJws<'a>,
+}
+
+impl<'a> UnverifiedTxToken<'a> {
+    /// Parses `token` and checks its header; no key is looked at.
+    pub fn parse(token: &'a str) -> Result<Self, TxTokenError> {
+        let jws = jose::parse_compact(token)?;
+        check_header(&jws)?;
+        if jws.kid.is_none() {
+            return Err(TxTokenError::MissingKeyId);
+        }
+        Ok(UnverifiedTxToken { jws })
     }
-    match n.as_f64() {
-        Some(f) if (0.0..1e15).contains(&f) => Ok(f as u64),
-        _ => Err(TxTokenError::BadClaims),
+
+    /// The header's `kid`: which key to fetch.
+    pub fn kid(&self) -> &str {
+        self.jws.kid.as_deref().unwrap_or_default()
+    }
+
+    /// Verifies the token against `keys` and `expect` at `now` (Unix seconds).
+    pub fn verify(
+        &self,
+        keys: &[VerifyKey],
+        expect: &Expectations<'_>,
+        now: u64,
+    ) -> Result<TxTokenClaims, TxTokenError> {
+        verify_jws(&self.jws, keys, expect, now)
     }
 }
 
@@ -171,7 +201,7 @@ pub fn verify(
 }
 
 /// [`verify`] of an already parsed token (a caller that fetches keys by `kid` parses first).
-pub fn verify_jws(
+fn verify_jws(
     jws: &jose::UnverifiedJws<'_>,
     keys: &[VerifyKey],
     expect: &Expectations<'_>,
@@ -188,7 +218,7 @@ pub fn verify_jws(
 }
 
 /// Header checks before any key is looked at: `typ`, `alg` (and, by parsing, no `crit`).
-pub fn check_header(jws: &jose::UnverifiedJws<'_>) -> Result<(), TxTokenError> {
+fn check_header(jws: &jose::UnverifiedJws<'_>) -> Result<(), TxTokenError> {
     if jws.typ.as_deref() != Some(TXN_TOKEN_TYP) {
         return Err(TxTokenError::WrongType);
     }
@@ -199,10 +229,7 @@ pub fn check_header(jws: &jose::UnverifiedJws<'_>) -> Result<(), TxTokenError> {
 }
 
 /// Checks the signature of a parsed JWS with `key` (which must be a P-256 key for ES256).
-pub fn verify_signature(
-    jws: &jose::UnverifiedJws<'_>,
-    key: &VerifyKey,
-) -> Result<(), TxTokenError> {
+fn verify_signature(jws: &jose::UnverifiedJws<'_>, key: &VerifyKey) -> Result<(), TxTokenError> {
     if !key.fits(Algorithm::ES256) {
         return Err(TxTokenError::AlgorithmNotAllowed);
     }
@@ -213,35 +240,29 @@ pub fn verify_signature(
 }
 
 /// The claim checks, on a payload whose signature has been verified.
-pub fn check_claims(
+pub(crate) fn check_claims(
     payload: &[u8],
     expect: &Expectations<'_>,
     now: u64,
 ) -> Result<TxTokenClaims, TxTokenError> {
     use TxTokenError as E;
     let raw: RawClaims = jose::strict_json(payload).ok_or(E::BadClaims)?;
-    let iss = raw.iss.ok_or(E::WrongIssuer)?;
-    if iss != expect.issuer {
-        return Err(E::WrongIssuer);
-    }
-    let aud_ok = match raw.aud.as_ref().ok_or(E::WrongAudience)? {
-        Audience::One(a) => a == expect.audience,
-        Audience::Many(list) => list.iter().any(|a| a == expect.audience),
-    };
-    if !aud_ok {
-        return Err(E::WrongAudience);
-    }
-    let exp = numeric_date(raw.exp.as_ref(), E::MissingExpiry)?;
-    let iat = numeric_date(raw.iat.as_ref(), E::MissingIssuedAt)?;
-    if now >= exp.saturating_add(expect.leeway) {
-        return Err(E::Expired);
-    }
-    if iat > now.saturating_add(expect.leeway) {
-        return Err(E::IssuedInFuture);
-    }
-    if exp <= iat {
-        return Err(E::BadClaims);
-    }
+    let times = claims::check(
+        &Registered {
+            iss: raw.iss.as_deref(),
+            aud: raw.aud.as_ref(),
+            exp: raw.exp.as_ref(),
+            iat: raw.iat.as_ref(),
+            nbf: None,
+        },
+        &Validation {
+            issuer: Some(expect.issuer),
+            audience: Accept::One(expect.audience),
+            leeway: expect.leeway,
+            now,
+            validate_nbf: false,
+        },
+    )?;
     let txn = raw.txn.filter(|t| !t.is_empty()).ok_or(E::MissingTxn)?;
     let sub = raw.sub.filter(|s| !s.is_empty()).ok_or(E::MissingSubject)?;
     let scope = raw
@@ -253,10 +274,10 @@ pub fn check_claims(
         .map(str::to_owned)
         .collect();
     Ok(TxTokenClaims {
-        iss,
+        iss: expect.issuer.to_owned(),
         aud: expect.audience.to_owned(),
-        iat,
-        exp,
+        iat: times.iat,
+        exp: times.exp,
         txn,
         sub,
         scope,

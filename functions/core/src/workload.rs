@@ -8,7 +8,6 @@
 
 use http::HeaderMap;
 
-use crate::error::Error;
 use crate::policy::Glob;
 
 /// Headers naming the requesting workload (`req_wl`).
@@ -16,7 +15,8 @@ pub const WORKLOAD_HEADERS: [&str; 2] = ["x-txbridge-workload", "x-kontxt-worklo
 /// Longest workload name accepted in a header, and longest template.
 pub const MAX_WORKLOAD_LEN: usize = 256;
 /// The template of clusters that set none.
-pub const DEFAULT_WORKLOAD_ID: &str = "${cluster}:${namespace}:${service_account}";
+#[cfg(test)]
+const DEFAULT_WORKLOAD_ID: &str = "${cluster}:${namespace}:${service_account}";
 
 /// Workload names: printable ASCII without space or comma (a comma separates the entries of a
 /// replaced token's `req_wl` call chain).
@@ -120,7 +120,7 @@ pub fn compile_glob(pattern: &str) -> Result<Glob, &'static str> {
 
 /// The workload the request names in its header, if any. Two such headers (of either name), an
 /// empty, oversized or non-printable value, or a comma are refused.
-pub fn claimed(headers: &HeaderMap) -> Result<Option<String>, Error> {
+pub fn claimed(headers: &HeaderMap) -> Result<Option<String>, WorkloadRefused> {
     let mut values = WORKLOAD_HEADERS
         .iter()
         .flat_map(|name| headers.get_all(*name).iter());
@@ -152,7 +152,7 @@ pub fn authorize<'a>(
     claimed: Option<String>,
     own: &str,
     mut allowed: impl Iterator<Item = &'a Glob>,
-) -> Result<String, Error> {
+) -> Result<String, WorkloadRefused> {
     match claimed {
         None => Ok(own.to_owned()),
         Some(name) if name == own => Ok(name),
@@ -163,9 +163,15 @@ pub fn authorize<'a>(
     }
 }
 
-fn refuse(rule: &'static str) -> Error {
+/// A workload header was refused (the wire's "workload not authorized"); the rule it broke is
+/// logged at debug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("workload not authorized")]
+pub struct WorkloadRefused;
+
+fn refuse(rule: &'static str) -> WorkloadRefused {
     tracing::debug!(rule, "workload not authorized");
-    Error::WorkloadNotAuthorized
+    WorkloadRefused
 }
 
 #[cfg(test)]
@@ -277,14 +283,14 @@ mod tests {
             let got = claimed(&headers(&hs)).and_then(|c| authorize(c, own, globs.iter()));
             match (got, want) {
                 (Ok(wl), Ok(w)) => assert_eq!(wl, w, "{name}"),
-                (Err(Error::WorkloadNotAuthorized), Err(())) => {}
+                (Err(WorkloadRefused), Err(())) => {}
                 (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
             }
         }
         let bad = http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
         let mut h = HeaderMap::new();
         h.insert("x-txbridge-workload", bad);
-        assert!(matches!(claimed(&h), Err(Error::WorkloadNotAuthorized)));
+        assert!(matches!(claimed(&h), Err(WorkloadRefused)));
     }
 
     #[test]

@@ -12,20 +12,21 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use txbridge_core::cache::{KeyCache, KeySource};
-use txbridge_core::config::{KeyCacheConfig, check_url};
-use txbridge_core::jose::{self, VerifyKey};
-use txbridge_core::txtoken::{self, Expectations};
+use txbridge_core::{
+    Expectations, KeyCache, KeyCacheConfig, KeySource, MAX_TOKEN_LEN, UnverifiedTxToken, VerifyKey,
+    check_url, parse_txtoken_keys,
+};
 use url::Url;
 
-pub use txbridge_core::cache::FetchError as KeyFetchError;
-pub use txbridge_core::cache::Unavailable as KeysUnavailable;
-pub use txbridge_core::config::KeyCacheConfig as KeyCacheTuning;
-pub use txbridge_core::config::parse_url_ascii;
-pub use txbridge_core::txtoken::{TxTokenClaims, TxTokenError};
+pub use txbridge_core::FetchError as KeyFetchError;
+pub use txbridge_core::KeyCacheConfig as KeyCacheTuning;
+pub use txbridge_core::Unavailable as KeysUnavailable;
+pub use txbridge_core::parse_url_ascii;
 pub use txbridge_core::{AsyncRuntime, Clock, HttpClient, HttpError, Task};
+pub use txbridge_core::{TxTokenClaims, TxTokenError};
 
 #[cfg(feature = "tower")]
 pub mod layer;
@@ -74,36 +75,8 @@ impl Error {
     }
 }
 
-/// The TxToken service as a key source for the core's key cache.
-#[derive(Debug)]
-struct ServiceKeys {
-    issuer: String,
-    discovery_url: Option<Url>,
-    jwks_url: Option<Url>,
-    allow_http_loopback: bool,
-}
-
-impl KeySource for ServiceKeys {
-    fn name(&self) -> &str {
-        "txtoken-service"
-    }
-
-    fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
-    fn discovery_url(&self) -> Option<&Url> {
-        self.discovery_url.as_ref()
-    }
-
-    fn jwks_url(&self) -> Option<&Url> {
-        self.jwks_url.as_ref()
-    }
-
-    fn url_allowed(&self, url: &Url) -> bool {
-        check_url(url, self.allow_http_loopback).is_ok()
-    }
-}
+/// The name of the one source in the verifier's key cache.
+const SERVICE_KEYS: &str = "txtoken-service";
 
 enum Keys {
     Static(Vec<VerifyKey>),
@@ -191,18 +164,16 @@ impl Verifier {
             audience: &self.audience,
             leeway: self.leeway,
         };
-        let jws = jose::parse_compact(token).map_err(TxTokenError::from)?;
+        let token = UnverifiedTxToken::parse(token)?;
         match &self.keys {
-            Keys::Static(keys) => Ok(txtoken::verify_jws(&jws, keys, &expect, now)?),
+            Keys::Static(keys) => Ok(token.verify(keys, &expect, now)?),
             Keys::Remote(remote) => {
-                txtoken::check_header(&jws)?;
-                let kid = jws.kid.as_deref().ok_or(TxTokenError::MissingKeyId)?;
                 let snapshot = remote
                     .cache
-                    .keys(0, Some(kid))
+                    .keys(SERVICE_KEYS, Some(token.kid()))
                     .await
                     .map_err(Error::KeysUnavailable)?;
-                Ok(txtoken::verify_jws(&jws, &snapshot.keys, &expect, now)?)
+                Ok(token.verify(&snapshot.keys, &expect, now)?)
             }
         }
     }
@@ -264,7 +235,7 @@ impl Builder {
     }
 
     fn url(&self, text: &str, what: &'static str) -> Result<Url, Error> {
-        let url = txbridge_core::config::parse_url_ascii(text).ok_or(Error::Config(what))?;
+        let url = txbridge_core::parse_url_ascii(text).ok_or(Error::Config(what))?;
         check_url(&url, self.allow_http_loopback).map_err(|_| Error::Config(what))?;
         Ok(url)
     }
@@ -304,7 +275,8 @@ impl Builder {
                 None,
             ),
         };
-        let source = ServiceKeys {
+        let source = KeySource {
+            name: SERVICE_KEYS.to_owned(),
             issuer: self.issuer.clone(),
             discovery_url,
             jwks_url: jwks_url.clone(),
@@ -316,13 +288,13 @@ impl Builder {
             Some(r) => r,
             None => default_runtime()?,
         };
-        let cache = KeyCache::new(vec![Arc::new(source)], self.key_cache, http, clock, runtime);
+        let cache = KeyCache::new(vec![source], self.key_cache, http, clock, runtime);
         self.finish(Keys::Remote(Box::new(Remote { jwks_url, cache })))
     }
 
     /// Keys from a JWKS document given once (no HTTP, no refresh).
     pub fn build_static(self, jwks: &[u8]) -> Result<Verifier, Error> {
-        let keys = txtoken::parse_keys(jwks)
+        let keys = parse_txtoken_keys(jwks)
             .map_err(|_| Error::Config("the JWKS has no ES256 key with a kid"))?;
         self.finish(Keys::Static(keys))
     }
@@ -473,7 +445,7 @@ pub fn rctx_digest(claims: &TxTokenClaims) -> String {
 /// Header and claims of a compact JWS, NOT VERIFIED: for display and debugging only.
 pub fn decode_unverified(token: &str) -> Result<(Value, Value), Error> {
     let token = token.trim();
-    if token.len() > jose::MAX_TOKEN_LEN {
+    if token.len() > MAX_TOKEN_LEN {
         return Err(TxTokenError::TooLarge.into());
     }
     let mut parts = token.split('.');
@@ -483,7 +455,9 @@ pub fn decode_unverified(token: &str) -> Result<(Value, Value), Error> {
         return Err(TxTokenError::Malformed.into());
     };
     let part = |s: &str, bad: TxTokenError| -> Result<Value, Error> {
-        let bytes = jose::b64_decode(s).ok_or(TxTokenError::Malformed)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| TxTokenError::Malformed)?;
         Ok(serde_json::from_slice(&bytes).map_err(|_| bad)?)
     };
     Ok((
@@ -521,8 +495,9 @@ mod tests {
 
     #[test]
     fn decode_unverified_needs_three_json_parts() {
-        let h = jose::b64_encode(br#"{"alg":"ES256"}"#);
-        let p = jose::b64_encode(br#"{"sub":"s"}"#);
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let h = b64(br#"{"alg":"ES256"}"#);
+        let p = b64(br#"{"sub":"s"}"#);
         let (hv, pv) = decode_unverified(&format!("{h}.{p}.")).unwrap();
         assert_eq!(
             (hv["alg"].as_str(), pv["sub"].as_str()),

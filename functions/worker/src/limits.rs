@@ -7,7 +7,7 @@ use http::HeaderMap;
 
 /// Largest token request body the core accepts. The Worker reads at most one byte more, so that
 /// an oversized body reaches the core as such and is answered with 413.
-pub const MAX_REQUEST_BODY: usize = txbridge_core::form::MAX_BODY;
+pub const MAX_REQUEST_BODY: usize = txbridge_core::MAX_REQUEST_BODY;
 
 /// Total time allowed for one upstream (discovery, JWKS) request, body included.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);

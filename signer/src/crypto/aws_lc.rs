@@ -36,7 +36,7 @@ impl Key {
             .to_pkcs8_der()
             .ok()
             .and_then(|der| Self::from_pkcs8_der(der.as_bytes()).ok())
-            .unwrap_or_else(|| unreachable_key())
+            .unwrap_or_else(unreachable_key)
     }
 
     /// The public key, an uncompressed SEC1 point (`04 || x || y`).

@@ -1,32 +1,103 @@
-//! Offline validation of a Kubernetes ServiceAccount token against its cluster's keys.
+//! Offline validation of a Kubernetes ServiceAccount token (a subject or actor token) against its
+//! cluster's keys.
 
 use serde::Deserialize;
 
-use crate::cache::{KeyCache, Unavailable};
-use crate::config::{Algorithm, Config};
-use crate::error::{Error, SubjectTokenError as E};
-use crate::jose;
+use crate::claims::{self, Accept, Audience, ClaimsError, Registered, Validation};
+use crate::config::Config;
+use crate::identity::Subject;
+use crate::jose::{self, Algorithm, JwsError};
+use crate::keys::{KeyCache, Unavailable};
 
-/// The verified identity behind a subject token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subject {
-    pub cluster: String,
-    pub namespace: String,
-    pub service_account: String,
-    /// The token's own `sub` (`system:serviceaccount:<ns>:<sa>`).
-    pub k8s_sub: String,
-    /// The token's `exp`.
-    pub exp: u64,
-    /// The subject as a workload, rendered from its cluster's `workload_id` template: `req_wl`
-    /// when the request names no other.
-    pub workload_id: String,
+/// Why a subject token was rejected. Each reason is a fixed string: nothing from the token is
+/// ever echoed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubjectTokenError {
+    #[error("token is too large")]
+    TooLarge,
+    #[error("token is not a compact JWS")]
+    Malformed,
+    #[error("token header is invalid")]
+    BadHeader,
+    #[error("token claims are invalid")]
+    BadClaims,
+    #[error("token uses a critical header extension")]
+    CritHeader,
+    #[error("signing algorithm is not allowed")]
+    AlgorithmNotAllowed,
+    #[error("issuer is not trusted")]
+    UntrustedIssuer,
+    #[error("signing key is unknown")]
+    UnknownKey,
+    #[error("signature is invalid")]
+    BadSignature,
+    #[error("token has no subject")]
+    MissingSubject,
+    #[error("token has no audience")]
+    MissingAudience,
+    #[error("audience is not accepted")]
+    WrongAudience,
+    #[error("token has no expiry")]
+    MissingExpiry,
+    #[error("token has no issued-at time")]
+    MissingIssuedAt,
+    #[error("token is expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token was issued in the future")]
+    IssuedInFuture,
+    #[error("token lifetime exceeds the maximum")]
+    LifetimeTooLong,
+    #[error("token is not a Kubernetes service account token")]
+    NotServiceAccount,
+    #[error("subject does not match the kubernetes.io claims")]
+    InconsistentSubject,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
+use SubjectTokenError as E;
+
+impl From<JwsError> for SubjectTokenError {
+    fn from(e: JwsError) -> Self {
+        match e {
+            JwsError::TooLarge => E::TooLarge,
+            JwsError::Malformed => E::Malformed,
+            JwsError::BadHeader => E::BadHeader,
+            JwsError::CritHeader => E::CritHeader,
+        }
+    }
+}
+
+impl From<ClaimsError> for SubjectTokenError {
+    fn from(e: ClaimsError) -> Self {
+        match e {
+            ClaimsError::Invalid => E::BadClaims,
+            // The cluster was picked by `iss`: these cannot occur (no issuer is expected).
+            ClaimsError::MissingIssuer | ClaimsError::WrongIssuer => E::UntrustedIssuer,
+            ClaimsError::MissingAudience => E::MissingAudience,
+            ClaimsError::WrongAudience => E::WrongAudience,
+            ClaimsError::MissingExpiry => E::MissingExpiry,
+            ClaimsError::MissingIssuedAt => E::MissingIssuedAt,
+            ClaimsError::Expired => E::Expired,
+            ClaimsError::IssuedInFuture => E::IssuedInFuture,
+            ClaimsError::NotYetValid => E::NotYetValid,
+        }
+    }
+}
+
+/// Why a subject token could not be accepted: the token itself, or its cluster's keys could not
+/// be had now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    Token(SubjectTokenError),
+    KeysUnavailable(Unavailable),
+}
+
+impl<T: Into<SubjectTokenError>> From<T> for Rejected {
+    fn from(e: T) -> Self {
+        Rejected::Token(e.into())
+    }
 }
 
 #[derive(Deserialize)]
@@ -58,21 +129,6 @@ struct Claims {
     kubernetes: Option<serde_json::Value>,
 }
 
-/// A NumericDate (RFC 7519 §2): a non-negative number of seconds; fractions are truncated.
-fn numeric_date(n: &serde_json::Number) -> Result<u64, E> {
-    if let Some(u) = n.as_u64() {
-        return Ok(u);
-    }
-    match n.as_f64() {
-        Some(f) if (0.0..1e15).contains(&f) => Ok(f as u64),
-        _ => Err(E::BadClaims),
-    }
-}
-
-fn required_date(n: Option<&serde_json::Number>, missing: E) -> Result<u64, E> {
-    numeric_date(n.ok_or(missing)?)
-}
-
 /// Kubernetes object names in `sub` and `kubernetes.io`: DNS-1123 subdomain characters.
 fn valid_k8s_name(s: &str) -> bool {
     !s.is_empty()
@@ -81,18 +137,19 @@ fn valid_k8s_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
-/// Validates `token` as a ServiceAccount token of one of the configured clusters.
+/// Validates `token` as a ServiceAccount token of one of the configured clusters, at `now`
+/// (Unix seconds).
 pub async fn validate(
     config: &Config,
     cache: &KeyCache,
     token: &str,
     now: u64,
-) -> Result<Subject, Error> {
+) -> Result<Subject, Rejected> {
     let jws = jose::parse_compact(token)?;
     // Which cluster? Only `iss` is read before the signature check, to pick the keys.
     let claims: Claims = jose::strict_json(&jws.payload).ok_or(E::BadClaims)?;
     let iss = claims.iss.as_deref().ok_or(E::UntrustedIssuer)?;
-    let (idx, cluster) = config.cluster_by_issuer(iss).ok_or(E::UntrustedIssuer)?;
+    let cluster = config.cluster_by_issuer(iss).ok_or(E::UntrustedIssuer)?;
 
     let alg = Algorithm::parse(&jws.alg).ok_or(E::AlgorithmNotAllowed)?;
     if !cluster.algorithms.contains(&alg) {
@@ -100,13 +157,11 @@ pub async fn validate(
     }
 
     let snapshot = cache
-        .keys(idx, jws.kid.as_deref())
+        .keys(&cluster.name, jws.kid.as_deref())
         .await
         .map_err(|e: Unavailable| {
             tracing::debug!(cluster = %cluster.name, error = %e, "no keys for subject token");
-            Error::UpstreamUnavailable {
-                retry_after: e.retry_after,
-            }
+            Rejected::KeysUnavailable(e)
         })?;
     let key = match jws.kid.as_deref() {
         Some(kid) => snapshot
@@ -135,30 +190,23 @@ pub async fn validate(
 
     // Signature is good: now the claims.
     let sub = claims.sub.as_deref().ok_or(E::MissingSubject)?;
-    let aud_ok = match claims.aud.as_ref().ok_or(E::MissingAudience)? {
-        Audience::One(a) => cluster.audiences.iter().any(|x| x == a),
-        Audience::Many(list) => list.iter().any(|a| cluster.audiences.contains(a)),
-    };
-    if !aud_ok {
-        return Err(E::WrongAudience.into());
-    }
-    let exp = required_date(claims.exp.as_ref(), E::MissingExpiry)?;
-    let iat = required_date(claims.iat.as_ref(), E::MissingIssuedAt)?;
-    let leeway = config.leeway;
-    if now >= exp.saturating_add(leeway) {
-        return Err(E::Expired.into());
-    }
-    if iat > now.saturating_add(leeway) {
-        return Err(E::IssuedInFuture.into());
-    }
-    let nbf = claims.nbf.as_ref().map(numeric_date).transpose()?;
-    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
-        return Err(E::NotYetValid.into());
-    }
-    if exp <= iat {
-        return Err(E::BadClaims.into());
-    }
-    if exp - iat > config.max_subject_token_lifetime {
+    let times = claims::check(
+        &Registered {
+            iss: None,
+            aud: claims.aud.as_ref(),
+            exp: claims.exp.as_ref(),
+            iat: claims.iat.as_ref(),
+            nbf: claims.nbf.as_ref(),
+        },
+        &Validation {
+            issuer: None,
+            audience: Accept::AnyOf(&cluster.audiences),
+            leeway: config.leeway,
+            now,
+            validate_nbf: true,
+        },
+    )?;
+    if times.exp - times.iat > config.max_subject_token_lifetime {
         return Err(E::LifetimeTooLong.into());
     }
 
@@ -183,7 +231,7 @@ pub async fn validate(
         namespace: ns.to_owned(),
         service_account: sa.to_owned(),
         k8s_sub: sub.to_owned(),
-        exp,
+        exp: times.exp,
         workload_id: cluster.workload_id.render(&cluster.name, ns, sa),
     })
 }
@@ -193,6 +241,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::ports::{AsyncRuntime, HttpClient, HttpError, Task};
+    use std::sync::Arc;
 
     /// Claims are rejected before any key fetch; these ports are never called.
     struct Unused;
@@ -226,11 +275,11 @@ audiences = ["txbridge"]
         )
         .unwrap();
         let cache = KeyCache::new(
-            vec![std::sync::Arc::new(config.clusters[0].clone())],
+            vec![config.clusters[0].key_source()],
             config.key_cache,
-            std::sync::Arc::new(Unused),
-            std::sync::Arc::new(crate::ports::SystemClock),
-            std::sync::Arc::new(Unused),
+            Arc::new(Unused),
+            Arc::new(crate::ports::SystemClock),
+            Arc::new(Unused),
         );
         let header = jose::b64_encode(br#"{"alg":"ES256"}"#);
         let bad: [&[u8]; 2] = [
@@ -240,10 +289,7 @@ audiences = ["txbridge"]
         for claims in bad {
             let token = format!("{header}.{}.c2ln", jose::b64_encode(claims));
             let err = futures::executor::block_on(validate(&config, &cache, &token, 0));
-            assert!(
-                matches!(err, Err(Error::SubjectToken(E::BadClaims))),
-                "{err:?}"
-            );
+            assert!(matches!(err, Err(Rejected::Token(E::BadClaims))), "{err:?}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! single-flight fetches, one rate-limited refresh for an unknown `kid`, and exponential back-off
 //! after failures.
 //!
-//! Where the keys of a slot come from is a [`KeySource`]: a trusted [`Cluster`] on the exchange
+//! Where the keys of a slot come from is a [`KeySource`]: a trusted cluster on the exchange
 //! path, the TxToken service itself in the consumer-side verifier (`txbridge-verifier`).
 //!
 //! The fetch is sans-IO: [`discovery_request`]/[`parse_discovery`] and [`jwks_request`]/
@@ -42,9 +42,27 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{Cluster, KeyCacheConfig};
-use crate::jose::{self, VerifyKey};
-use crate::ports::{AsyncRuntime, Clock, HttpClient, MAX_UPSTREAM_BODY, VerifyBackend};
+use crate::jose::{self, VerifyBackend, VerifyKey};
+use crate::ports::{AsyncRuntime, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY};
+use crate::urls::{check_url, parse_url_ascii};
+
+/// Key cache tuning, in seconds (the config's `[key_cache]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCacheConfig {
+    pub ttl: u64,
+    pub min_refresh_interval: u64,
+    pub stale_grace: u64,
+}
+
+impl Default for KeyCacheConfig {
+    fn default() -> Self {
+        KeyCacheConfig {
+            ttl: 300,
+            min_refresh_interval: 10,
+            stale_grace: 3600,
+        }
+    }
+}
 
 /// Why fresh keys could not be had (logged at warn; the client sees a generic 503).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -82,38 +100,24 @@ pub struct Unavailable {
 }
 
 /// Where one slot's keys come from: an issuer, its discovery document and/or a JWKS URL.
-pub trait KeySource: Send + Sync + 'static {
-    /// A short name for logs (the cluster name).
-    fn name(&self) -> &str;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySource {
+    /// The name the cache looks the source up by, and logs (the cluster name).
+    pub name: String,
     /// The issuer the discovery document must name.
-    fn issuer(&self) -> &str;
-    /// The discovery document; unused when [`KeySource::jwks_url`] is set.
-    fn discovery_url(&self) -> Option<&Url>;
+    pub issuer: String,
+    /// The discovery document; unused when `jwks_url` is set.
+    pub discovery_url: Option<Url>,
     /// A JWKS URL that overrides discovery.
-    fn jwks_url(&self) -> Option<&Url>;
-    /// Is this URL (a discovery document's `jwks_uri`) acceptable to fetch?
-    fn url_allowed(&self, url: &Url) -> bool;
+    pub jwks_url: Option<Url>,
+    /// May a discovery document's `jwks_uri` be `http://` on a loopback host (development)?
+    pub allow_http_loopback: bool,
 }
 
-impl KeySource for Cluster {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
-    fn discovery_url(&self) -> Option<&Url> {
-        self.discovery_url.as_ref()
-    }
-
-    fn jwks_url(&self) -> Option<&Url> {
-        self.jwks_url.as_ref()
-    }
-
+impl KeySource {
+    /// Is this URL (a discovery document's `jwks_uri`) acceptable to fetch?
     fn url_allowed(&self, url: &Url) -> bool {
-        Cluster::url_allowed(self, url)
+        check_url(url, self.allow_http_loopback).is_ok()
     }
 }
 
@@ -364,7 +368,7 @@ impl State {
 
 /// One cluster's slot: its source and state.
 struct Slot {
-    source: Arc<dyn KeySource>,
+    source: KeySource,
     state: Mutex<State>,
 }
 
@@ -402,7 +406,7 @@ struct Shared {
     backend: Option<Arc<dyn VerifyBackend>>,
 }
 
-/// The key cache of a fixed list of sources (the exchange: `Config::clusters`, in order).
+/// The key cache of a fixed list of sources, looked up by name.
 pub struct KeyCache {
     slots: Vec<Arc<Slot>>,
     shared: Shared,
@@ -418,10 +422,10 @@ impl std::fmt::Debug for KeyCache {
 }
 
 impl KeyCache {
-    /// A cache over `sources` (looked up by index), fetching through `http`, timed by `clock`,
+    /// A cache over `sources` (looked up by name), fetching through `http`, timed by `clock`,
     /// waiting and refreshing in the background through `runtime`.
     pub fn new(
-        sources: Vec<Arc<dyn KeySource>>,
+        sources: Vec<KeySource>,
         tuning: KeyCacheConfig,
         http: Arc<dyn HttpClient>,
         clock: Arc<dyn Clock>,
@@ -453,14 +457,14 @@ impl KeyCache {
         self
     }
 
-    /// The keys to verify a token of source `idx` whose header names `kid` (rules: module docs).
-    /// The snapshot returned lacks `kid` only when that is definite.
+    /// The keys to verify a token of the source named `source` whose header names `kid` (rules:
+    /// module docs). The snapshot returned lacks `kid` only when that is definite.
     pub async fn keys(
         &self,
-        idx: usize,
+        source: &str,
         kid: Option<&str>,
     ) -> Result<Arc<KeySnapshot>, Unavailable> {
-        let Some(slot) = self.slots.get(idx) else {
+        let Some(slot) = self.slots.iter().find(|slot| slot.source.name == source) else {
             return Err(Unavailable {
                 reason: FetchError::Transport,
                 retry_after: 1,
@@ -479,7 +483,7 @@ impl KeyCache {
                 Step::Ready(snap) => return Ok(snap),
                 Step::ReadyRefresh(snap, id) => {
                     let (slot, shared) = (slot.clone(), s.clone());
-                    tracing::debug!(cluster = %slot.source.name(), "issuer keys past their ttl; refreshing in the background");
+                    tracing::debug!(cluster = %slot.source.name, "issuer keys past their ttl; refreshing in the background");
                     s.runtime.spawn(Box::pin(async move {
                         let _ = refresh(&slot, &shared, id, now, None).await;
                     }));
@@ -524,7 +528,7 @@ async fn refresh(
     // Dropped after `finish` (a no-op then), or with this future when its owner goes away.
     let _guard = ClaimGuard { slot, id };
     let fetch = async {
-        let mut keys = fetch_keys(slot.source.as_ref(), s.http.as_ref()).await?;
+        let mut keys = fetch_keys(&slot.source, s.http.as_ref()).await?;
         if let Some(backend) = &s.backend {
             for key in &mut keys {
                 let alg = key.algorithm();
@@ -545,7 +549,7 @@ async fn refresh(
     let outcome = slot
         .lock()
         .finish(id, started, ended, fetched, kid, &s.tuning);
-    let name = slot.source.name();
+    let name = &slot.source.name;
     match outcome {
         Ok(keys) => {
             tracing::debug!(cluster = %name, keys, imported, "issuer keys fetched");
@@ -609,7 +613,7 @@ fn body_of(resp: &http::Response<Vec<u8>>) -> Result<&[u8], FetchError> {
 /// Checks a discovery response and returns its `jwks_uri`.
 pub fn parse_discovery(
     resp: &http::Response<Vec<u8>>,
-    cluster: &(impl KeySource + ?Sized),
+    cluster: &KeySource,
 ) -> Result<Url, FetchError> {
     #[derive(Deserialize)]
     struct Doc {
@@ -617,10 +621,10 @@ pub fn parse_discovery(
         jwks_uri: String,
     }
     let doc: Doc = serde_json::from_slice(body_of(resp)?).map_err(|_| FetchError::BadDiscovery)?;
-    if doc.issuer != cluster.issuer() {
+    if doc.issuer != cluster.issuer {
         return Err(FetchError::IssuerMismatch);
     }
-    let url = crate::config::parse_url_ascii(&doc.jwks_uri).ok_or(FetchError::BadJwksUri)?;
+    let url = parse_url_ascii(&doc.jwks_uri).ok_or(FetchError::BadJwksUri)?;
     if !cluster.url_allowed(&url) {
         return Err(FetchError::BadJwksUri);
     }
@@ -637,17 +641,17 @@ async fn call(
     req: http::Request<Vec<u8>>,
 ) -> Result<http::Response<Vec<u8>>, FetchError> {
     http.execute(req).await.map_err(|e| match e {
-        crate::ports::HttpError::BodyTooLarge => FetchError::TooLarge,
-        crate::ports::HttpError::Timeout => FetchError::Timeout,
+        HttpError::BodyTooLarge => FetchError::TooLarge,
+        HttpError::Timeout => FetchError::Timeout,
         _ => FetchError::Transport,
     })
 }
 
 async fn fetch_keys(
-    cluster: &(impl KeySource + ?Sized),
+    cluster: &KeySource,
     http: &dyn HttpClient,
 ) -> Result<Vec<VerifyKey>, FetchError> {
-    let jwks_url = match (cluster.jwks_url(), cluster.discovery_url()) {
+    let jwks_url = match (&cluster.jwks_url, &cluster.discovery_url) {
         (Some(u), _) => u.clone(),
         (None, Some(d)) => parse_discovery(&call(http, discovery_request(d)).await?, cluster)?,
         (None, None) => return Err(FetchError::BadDiscovery),
