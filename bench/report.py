@@ -457,13 +457,13 @@ if "hello_world" in cs:
     ph = cs.get("init_phases_in_process", {})
     if ph:
         f, md = ph["first_ms"], ph["median_ms"]
-        w("The init steps of `txbridge_lambda::build_from`, timed one by one in the (already warm) "
+        w("The init steps of `txbridge_lambda::build`, timed one by one in the (already warm) "
           "bench process (the first round, and the median of all rounds):")
         w("")
         w("| step | first | median |")
         w("|---|---|---|")
         for k, label in [("config_parse", "config parse (`Config::from_toml_str`)"),
-                         ("key_load", "signing key load (`key_set_with`, PKCS#8 PEM)"),
+                         ("key_load", "signing key load (`LocalSigner` + `KeySet`, PKCS#8 PEM)"),
                          ("http_client", "reqwest client (`ReqwestClient::new`: rustls, compiled-in roots)"),
                          ("txbridge_new", "`TxBridge::new` (JWKS and metadata bodies, key cache)")]:
             w(f"| {label} | {f[k]:.3f} ms | {md[k]:.3f} ms |")
@@ -575,7 +575,7 @@ if "exchange" in wk:
 w("## 6. Thundering herd")
 w("")
 w("`tests/tests/thundering_herd.rs` (a real test, run by `cargo test` and by this script): the "
-  "Lambda's `TxBridge` (`txbridge_lambda::build_from`: real reqwest client, local signer) in-process "
+  "Lambda's `TxBridge` (`txbridge_lambda::build`: real reqwest client, local signer) in-process "
   "on a 2-worker tokio runtime, 1,000 concurrent first requests for one cold cluster of a real "
   "harness; it asserts all 200 and exactly one discovery and one JWKS fetch at the harness "
   "(`/admin/stats`).")

@@ -551,20 +551,23 @@ fn warm_invocations(
     Ok(json!({ "exchange": summary(&ex), "healthz": summary(&hz) }))
 }
 
-/// The init steps of `txbridge_lambda::build_from`, timed one by one in this process: the
+/// The init steps of `txbridge_lambda::build` (local signer), timed one by one in this process: the
 /// first round (cold in this process, though it has already used TLS and tokio) and the medians.
 fn init_phases(config: &str, key: &str, runs: usize) -> anyhow::Result<Value> {
-    let rt = tokio::runtime::Builder::new_current_thread().build()?;
     let mut rounds: Vec<[Duration; 4]> = Vec::new();
     for _ in 0..runs.max(1) {
         let t = Instant::now();
         let cfg = txbridge_core::Config::from_toml_str(config)?;
         let parse = t.elapsed();
         let t = Instant::now();
-        let keys = rt.block_on(txbridge_lambda::key_set_with(&cfg, key))?;
+        let signer = txbridge_signer::LocalSigner::from_encoded(key)?;
+        let keys = txbridge_signer::KeySet::new(
+            Arc::new(signer),
+            cfg.signer().previous_public_keys.clone(),
+        )?;
         let key_load = t.elapsed();
         let t = Instant::now();
-        let http = txbridge_lambda::ReqwestClient::new()?;
+        let http = txbridge_verifier::ReqwestClient::new()?;
         let client = t.elapsed();
         let t = Instant::now();
         let bridge = txbridge_core::TxBridge::new(
@@ -572,7 +575,7 @@ fn init_phases(config: &str, key: &str, runs: usize) -> anyhow::Result<Value> {
             keys,
             Arc::new(http),
             Arc::new(txbridge_core::SystemClock),
-            Arc::new(txbridge_lambda::TokioRuntime),
+            Arc::new(txbridge_verifier::TokioRuntime),
         );
         let build = t.elapsed();
         drop(bridge);

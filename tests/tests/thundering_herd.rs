@@ -1,7 +1,7 @@
 //! Thundering herd: 1,000 concurrent first requests for one cold cluster cause exactly one
 //! discovery and one JWKS fetch, counted at the issuer (the harness's `/admin/stats`).
 //!
-//! In-process: the Lambda's own `TxBridge` (`txbridge_lambda::build_from`: local signer, the real
+//! In-process: the Lambda's own `TxBridge` (`txbridge_lambda::build`: local signer, the real
 //! reqwest client, the system clock) against a real harness on loopback, driven by a tokio
 //! multi-thread runtime. BENCHMARKS.md records the figure (`bash bench/run.sh` runs this test).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -40,10 +40,7 @@ fn thousand_cold_requests_fetch_keys_once() {
         .enable_all()
         .build()
         .unwrap();
-    let bridge = Arc::new(
-        rt.block_on(txbridge_lambda::build_from(config, &key))
-            .unwrap(),
-    );
+    let bridge = Arc::new(rt.block_on(txbridge_lambda::build(config, &key)).unwrap());
     reset_stats(&harness);
     let before = harness.stats().unwrap();
     assert_eq!(before["clusters"]["alpha"]["discovery"], 0);

@@ -34,7 +34,7 @@ pub enum StartupError {
 }
 
 /// Reads the config from the environment: `TXBRIDGE_CONFIG_FILE` wins over `TXBRIDGE_CONFIG`.
-pub fn config_from_env() -> Result<Config, StartupError> {
+fn config_from_env() -> Result<Config, StartupError> {
     let text = match std::env::var_os("TXBRIDGE_CONFIG_FILE").filter(|v| !v.is_empty()) {
         Some(path) => std::fs::read_to_string(path).map_err(StartupError::ConfigFile)?,
         None => std::env::var("TXBRIDGE_CONFIG")
@@ -45,15 +45,9 @@ pub fn config_from_env() -> Result<Config, StartupError> {
     Ok(Config::from_toml_str(&text)?)
 }
 
-/// Builds the signer named by the config and the published key set.
-pub async fn key_set(config: &Config) -> Result<KeySet, StartupError> {
-    let local_key = std::env::var("TXBRIDGE_SIGNING_KEY").unwrap_or_default();
-    key_set_with(config, &local_key).await
-}
-
-/// [`key_set`] with the local signing key given (what `TXBRIDGE_SIGNING_KEY` holds: PEM or
-/// private JWK; unused by a KMS signer).
-pub async fn key_set_with(config: &Config, local_key: &str) -> Result<KeySet, StartupError> {
+/// Builds the signer named by the config and the published key set; `local_key` is what
+/// `TXBRIDGE_SIGNING_KEY` holds (PEM or private JWK; unused by a KMS signer).
+async fn key_set(config: &Config, local_key: &str) -> Result<KeySet, StartupError> {
     let previous = config.signer().previous_public_keys.clone();
     let signer: Arc<dyn Signer> = match &config.signer().kind {
         SignerKind::Local => {
@@ -93,19 +87,22 @@ pub async fn key_set_with(config: &Config, local_key: &str) -> Result<KeySet, St
     KeySet::new(signer, previous).map_err(StartupError::KeySet)
 }
 
-/// Everything built once per cold start.
-pub async fn build() -> Result<TxBridge, StartupError> {
+/// What a cold start builds, from the environment: the config (`TXBRIDGE_CONFIG_FILE` or
+/// `TXBRIDGE_CONFIG`) and the local signing key (`TXBRIDGE_SIGNING_KEY`).
+async fn build_from_env() -> Result<TxBridge, StartupError> {
     let config = config_from_env()?;
     let local_key = std::env::var("TXBRIDGE_SIGNING_KEY").unwrap_or_default();
-    build_from(config, &local_key).await
+    build(config, &local_key).await
 }
 
-/// [`build`] from a parsed config and the local signing key (see [`key_set_with`]): the real
-/// signer, reqwest client, system clock and tokio runtime (background key refreshes are tokio
-/// tasks, which a frozen Lambda environment resumes in its next invocation), for in-process
-/// tests and benchmarks.
-pub async fn build_from(config: Config, local_key: &str) -> Result<TxBridge, StartupError> {
-    let keys = key_set_with(&config, local_key).await?;
+/// The one builder of the Lambda's engine, from a parsed config and the local signing key (what
+/// `TXBRIDGE_SIGNING_KEY` holds: PEM or private JWK; unused by a KMS signer): the signer the
+/// config names, the reqwest client, the system clock and the tokio runtime (background key
+/// refreshes are tokio tasks, which a frozen Lambda environment resumes in its next
+/// invocation). [`Function::start`] calls it with the environment's values; in-process tests
+/// and benchmarks call it directly.
+pub async fn build(config: Config, local_key: &str) -> Result<TxBridge, StartupError> {
+    let keys = key_set(&config, local_key).await?;
     let http = ReqwestClient::with_user_agent(concat!("txbridge/", env!("CARGO_PKG_VERSION")))
         .map_err(|e| StartupError::HttpClient(e.to_string()))?;
     Ok(TxBridge::new(
@@ -117,10 +114,10 @@ pub async fn build_from(config: Config, local_key: &str) -> Result<TxBridge, Sta
     ))
 }
 
-/// Outbound HTTP for discovery and JWKS: rustls, no redirects, timeouts (2 s connect, 5 s in
-/// all), body capped at `MAX_UPSTREAM_BODY`; and the tokio runtime port. The same client the
-/// verifier and the CLI use.
-pub use txbridge_verifier::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, ReqwestClient, TokioRuntime};
+/// Outbound HTTP for discovery and JWKS (rustls, no redirects, timeouts, body capped at
+/// `MAX_UPSTREAM_BODY`) and the tokio runtime port: the native adapters of core's ports, kept in
+/// txbridge-verifier's `reqwest` feature because core takes no reqwest or tokio dependency.
+use txbridge_verifier::{ReqwestClient, TokioRuntime};
 
 /// How long after a failed start the function tries to start again (on a request).
 pub const RESTART_INTERVAL: Duration = Duration::from_secs(5);
@@ -144,7 +141,7 @@ impl std::fmt::Debug for Function {
 }
 
 impl Function {
-    /// Tries to build the engine from the environment ([`build`]) once, now.
+    /// Tries to build the engine from the environment once, now.
     pub async fn start() -> Function {
         let function = Function {
             engine: tokio::sync::OnceCell::new(),
@@ -168,7 +165,7 @@ impl Function {
             }
             *next = now + RESTART_INTERVAL;
         }
-        match self.engine.get_or_try_init(build).await {
+        match self.engine.get_or_try_init(build_from_env).await {
             Ok(engine) => {
                 tracing::info!(
                     issuer = %engine.config().issuer(),
