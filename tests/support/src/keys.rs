@@ -5,6 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use rsa::pkcs1v15::SigningKey as RsaSigningKey;
 use rsa::signature::{SignatureEncoding as _, Signer as _, Verifier as _};
 use serde_json::{Value, json};
+use txbridge_signer::LocalSigner;
 
 use crate::world::NOW;
 
@@ -58,6 +59,14 @@ pub fn ec_key() -> TestKey {
     TestKey::Ec(p256::SecretKey::random(
         &mut p256::elliptic_curve::rand_core::OsRng,
     ))
+}
+
+/// A TxToken signer with a fixed P-256 key derived from `seed` (see [`TestKey::ec_seeded`]).
+pub fn seeded_signer(seed: &[u8]) -> LocalSigner {
+    let TestKey::Ec(key) = TestKey::ec_seeded(seed) else {
+        unreachable!("ec_seeded makes a P-256 key")
+    };
+    LocalSigner::from_encoded(&key.to_jwk_string()).unwrap()
 }
 
 impl TestKey {
