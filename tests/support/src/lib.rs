@@ -26,9 +26,7 @@ mod world;
 
 pub use clock::FixedClock;
 pub use http::{FnHttp, Routes, Upstream};
-pub use keys::{
-    TestKey, claims_of, craft, craft_with, ec_key, rsa_key, sa_claims, seeded_signer,
-};
+pub use keys::{TestKey, claims_of, craft, craft_with, ec_key, rsa_key, sa_claims, seeded_signer};
 pub use runtime::TestRuntime;
 pub use world::{
     ALPHA_DISCOVERY, ALPHA_ISS, ALPHA_JWKS, BETA_DISCOVERY, BETA_ISS, BETA_JWKS, GAMMA_ISS,
