@@ -30,28 +30,32 @@ const FIXED_RSA_Q: &[&str] = &[
     "8405e7e9865b7dd83492e431d66bb10444208ae3aeea5224cd73e9f836fd67d5",
 ];
 
-static RSA_KEYS: OnceLock<Vec<Arc<rsa::RsaPrivateKey>>> = OnceLock::new();
+static FIXED_RSA: OnceLock<Arc<rsa::RsaPrivateKey>> = OnceLock::new();
+static GENERATED_RSA: OnceLock<Vec<Arc<rsa::RsaPrivateKey>>> = OnceLock::new();
 
 /// 2048-bit RSA keys: 0 is the fixed test key (alpha's `a1` in the [`World`](crate::World)), 1
-/// and 2 are generated once per process (generation is the slow part of the tests).
+/// and 2 are generated once per process, on first use (generation is the slow part of the tests).
 pub fn rsa_key(i: usize) -> TestKey {
-    let keys =
-        RSA_KEYS.get_or_init(|| {
+    if i == 0 {
+        let fixed = FIXED_RSA.get_or_init(|| {
             let hex =
                 |parts: &[&str]| rsa::BigUint::parse_bytes(parts.concat().as_bytes(), 16).unwrap();
-            let fixed = rsa::RsaPrivateKey::from_p_q(
+            let key = rsa::RsaPrivateKey::from_p_q(
                 hex(FIXED_RSA_P),
                 hex(FIXED_RSA_Q),
                 rsa::BigUint::from(65537u32),
             )
             .unwrap();
-            std::iter::once(Arc::new(fixed))
-                .chain((0..2).map(|_| {
-                    Arc::new(rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap())
-                }))
-                .collect()
+            Arc::new(key)
         });
-    TestKey::Rsa(keys[i].clone())
+        return TestKey::Rsa(fixed.clone());
+    }
+    let generated = GENERATED_RSA.get_or_init(|| {
+        (0..2)
+            .map(|_| Arc::new(rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap()))
+            .collect()
+    });
+    TestKey::Rsa(generated[i - 1].clone())
 }
 
 /// A fresh random P-256 key.
