@@ -5,37 +5,9 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use txbridge_core::{AsyncRuntime, Clock, Config, HttpClient, HttpError, KeySet, Task, TxBridge};
+use txbridge_core::{Config, HttpError, KeySet, TxBridge};
 use txbridge_signer::LocalSigner;
-
-struct Fixed;
-impl Clock for Fixed {
-    fn now(&self) -> u64 {
-        1_800_000_000
-    }
-}
-
-/// Never called: the documents and /healthz make no upstream calls.
-struct NoHttp;
-#[async_trait::async_trait]
-impl HttpClient for NoHttp {
-    async fn execute(
-        &self,
-        _: http::Request<Vec<u8>>,
-    ) -> Result<http::Response<Vec<u8>>, HttpError> {
-        Err(HttpError::Connect)
-    }
-}
-
-/// The documents make no fetch: nothing waits and nothing runs in the background.
-struct NoTasks;
-
-#[async_trait::async_trait]
-impl AsyncRuntime for NoTasks {
-    async fn sleep(&self, _: std::time::Duration) {}
-
-    fn spawn(&self, _: Task) {}
-}
+use txbridge_test_support::{FixedClock, FnHttp, NOW, TestRuntime};
 
 fn signer() -> Arc<LocalSigner> {
     static S: OnceLock<Arc<LocalSigner>> = OnceLock::new();
@@ -58,9 +30,11 @@ fuzz_target!(|data: &[u8]| {
     let bridge = TxBridge::new(
         config,
         keys,
-        Arc::new(NoHttp),
-        Arc::new(Fixed),
-        Arc::new(NoTasks),
+        // The documents and /healthz make no upstream calls: nothing waits and nothing runs
+        // in the background.
+        Arc::new(FnHttp::new(|_| Err(HttpError::Connect))),
+        Arc::new(FixedClock::at(NOW)),
+        Arc::new(TestRuntime::immediate()),
     );
     for path in [
         "/.well-known/openid-configuration",

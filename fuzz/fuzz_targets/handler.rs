@@ -28,75 +28,35 @@
 #![no_main]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use libfuzzer_sys::fuzz_target;
-use p256::ecdsa::signature::{Signer as _, Verifier as _};
-use rsa::traits::PublicKeyParts as _;
+use p256::ecdsa::signature::Verifier as _;
 use serde_json::{Value, json};
-use txbridge_core::{
-    AsyncRuntime, ClientIp, Clock, Config, HttpClient, HttpError, KeySet, Task, TxBridge, jose,
-};
+use txbridge_core::{ClientIp, Config, MAX_UPSTREAM_BODY, jose};
 use txbridge_signer::{LocalSigner, Signer as _};
+use txbridge_test_support::{
+    ALPHA_DISCOVERY, ALPHA_ISS, ALPHA_JWKS, BETA_DISCOVERY, BETA_ISS, BETA_JWKS, GAMMA_ISS,
+    GAMMA_JWKS, NOW, Pace, TD as ISSUER, TestKey, Upstream, World, config_toml, rsa_key,
+    seeded_signer,
+};
 
-mod rsa_test_key;
-
-const NOW: u64 = 1_800_000_000;
-const ISSUER: &str = "https://tts.example.test";
-const ALPHA_ISS: &str = "https://alpha.example.test";
-const ALPHA_DISCOVERY: &str = "https://alpha.example.test/.well-known/openid-configuration";
-const ALPHA_JWKS: &str = "https://alpha.example.test/openid/v1/jwks";
-const BETA_ISS: &str = "https://kubernetes.default.svc";
-const BETA_DISCOVERY: &str = "https://mirror.example.test/beta/.well-known/openid-configuration";
-const BETA_JWKS: &str = "https://mirror.example.test/beta/openid/v1/jwks";
-const GAMMA_ISS: &str = "http://127.0.0.1:9";
-const GAMMA_JWKS: &str = "http://127.0.0.1:9/keys";
 const LIFETIME: u64 = 300;
 const LEEWAY: u64 = 30;
 const ALL_SCOPES: [&str; 4] = ["orders:read", "orders:write", "reports:read", "x:read"];
 
-const CONFIG: &str = r#"
-issuer = "https://tts.example.test"
-token_lifetime = "5m"
-leeway = "30s"
-max_subject_token_lifetime = "24h"
-
-[signer]
-kind = "local"
-
-[[clusters]]
-name = "alpha"
-issuer = "https://alpha.example.test"
-audiences = ["txbridge"]
-algorithms = ["RS256"]
-
-[[clusters]]
-name = "beta"
-issuer = "https://kubernetes.default.svc"
-discovery_url = "https://mirror.example.test/beta/.well-known/openid-configuration"
-audiences = ["txbridge", "other"]
-
+/// What the fuzz target adds to the test world's config: cluster `gamma` (a JWKS URL on
+/// plain-HTTP loopback, keys without kid), a policy with a tctx constraint, and a key cache
+/// tuned so that a few requests reach refreshes and back-off.
+const EXTRA_CONFIG: &str = r#"
 [[clusters]]
 name = "gamma"
 issuer = "http://127.0.0.1:9"
 jwks_url = "http://127.0.0.1:9/keys"
 audiences = ["txbridge"]
 insecure_allow_http_loopback = true
-
-[[policies]]
-cluster = "*"
-namespace = "payments"
-service_account = "checkout"
-scopes = ["orders:read", "orders:write"]
-
-[[policies]]
-cluster = "alpha"
-namespace = "team-*"
-service_account = "*"
-scopes = ["reports:read"]
 
 [[policies]]
 cluster = "*"
@@ -111,19 +71,14 @@ min_refresh_interval = "5s"
 stale_grace = "10m"
 "#;
 
-/// A fixed P-256 key derived from `seed`, so keys, and so crashes, reproduce.
-fn ec_key(seed: &[u8]) -> p256::SecretKey {
-    use sha2::Digest as _;
-    p256::SecretKey::from_slice(&sha2::Sha256::digest(seed))
-        .expect("a SHA-256 output is a valid P-256 scalar")
-}
-
 /// The fixed keys and documents, built once per process.
 struct Fixture {
-    alpha: rsa::RsaPrivateKey,
-    alpha_signer: rsa::pkcs1v15::SigningKey<sha2::Sha256>,
-    beta: p256::SecretKey,
-    rotated: p256::SecretKey,
+    /// alpha's `a1` (also gamma's, without kid).
+    alpha: TestKey,
+    /// beta's `b1` (also gamma's, without kid).
+    beta: TestKey,
+    /// beta's `b2`.
+    rotated: TestKey,
     signer: Arc<LocalSigner>,
     config: Config,
     alpha_jwk: Value,
@@ -131,53 +86,21 @@ struct Fixture {
     rotated_jwk: Value,
 }
 
-fn ec_jwk(key: &p256::SecretKey, kid: Option<&str>) -> Value {
-    let mut v: Value =
-        serde_json::from_str(&key.public_key().to_jwk_string()).expect("p256 JWK is JSON");
-    if let Some(kid) = kid {
-        v["kid"] = json!(kid);
-        v["alg"] = json!("ES256");
-        v["use"] = json!("sig");
-    }
-    v
-}
-
-fn rsa_jwk(key: &rsa::RsaPrivateKey, kid: Option<&str>) -> Value {
-    let mut v = json!({"kty": "RSA", "n": B64.encode(key.n().to_bytes_be()),
-        "e": B64.encode(key.e().to_bytes_be())});
-    if let Some(kid) = kid {
-        v["kid"] = json!(kid);
-        v["alg"] = json!("RS256");
-    }
-    v
-}
-
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let hex = |parts: &[&str]| {
-            rsa::BigUint::parse_bytes(parts.concat().as_bytes(), 16).expect("hex prime")
-        };
-        let alpha = rsa::RsaPrivateKey::from_p_q(
-            hex(rsa_test_key::P),
-            hex(rsa_test_key::Q),
-            rsa::BigUint::from(65537u32),
-        )
-        .expect("the test RSA key is valid");
-        let beta = ec_key(b"txbridge-fuzz beta");
-        let rotated = ec_key(b"txbridge-fuzz rotated");
-        let signer_jwk = ec_key(b"txbridge-fuzz signer").to_jwk_string();
-        let signer = Arc::new(LocalSigner::from_encoded(&signer_jwk).expect("signer key"));
+        let (alpha, beta) = (rsa_key(0), World::beta_key());
+        let rotated = TestKey::ec_seeded(b"txbridge-fuzz rotated");
         Fixture {
-            alpha_jwk: rsa_jwk(&alpha, Some("a1")),
-            alpha_signer: rsa::pkcs1v15::SigningKey::new(alpha.clone()),
-            beta_jwk: ec_jwk(&beta, Some("b1")),
-            rotated_jwk: ec_jwk(&rotated, Some("b2")),
+            alpha_jwk: alpha.public_jwk("a1"),
+            beta_jwk: beta.public_jwk("b1"),
+            rotated_jwk: rotated.public_jwk("b2"),
             alpha,
             beta,
             rotated,
-            signer,
-            config: Config::from_toml_str(CONFIG).expect("fuzz config is valid"),
+            signer: Arc::new(seeded_signer(b"txbridge-fuzz signer")),
+            config: Config::from_toml_str(&config_toml(EXTRA_CONFIG))
+                .expect("fuzz config is valid"),
         }
     })
 }
@@ -215,65 +138,52 @@ impl Mode {
     }
 }
 
-struct Upstream {
-    mode: Mutex<(Mode, Vec<u8>)>,
-}
-
-#[async_trait::async_trait]
-impl HttpClient for Upstream {
-    async fn execute(
-        &self,
-        req: http::Request<Vec<u8>>,
-    ) -> Result<http::Response<Vec<u8>>, HttpError> {
-        let (mode, custom) = self
-            .mode
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or((Mode::Ok, vec![]));
-        let f = fixture();
-        let url = req.uri().to_string();
-        let jwks = |keys: Vec<&Value>| json!({ "keys": keys }).to_string().into_bytes();
-        let discovery = |iss: &str, jwks_uri: &str| {
-            json!({"issuer": iss, "jwks_uri": jwks_uri})
-                .to_string()
-                .into_bytes()
-        };
-        let is_jwks = [ALPHA_JWKS, BETA_JWKS, GAMMA_JWKS].contains(&url.as_str());
-        let (status, body) = match mode {
-            Mode::Down => return Err(HttpError::Connect),
-            Mode::Timeout => return Err(HttpError::Timeout),
-            Mode::TooLarge => return Err(HttpError::BodyTooLarge),
-            Mode::Status500 => (500, b"oops".to_vec()),
-            Mode::Garbage => (200, b"<html>".to_vec()),
-            Mode::Huge => (200, vec![b' '; txbridge_core::MAX_UPSTREAM_BODY + 1]),
-            Mode::Custom if is_jwks => (200, custom),
-            Mode::WrongIssuer if !is_jwks => (200, discovery("https://evil.example", ALPHA_JWKS)),
-            Mode::HttpJwksUri if !is_jwks => {
-                (200, discovery(ALPHA_ISS, "http://alpha.example.test/k"))
-            }
-            _ => match url.as_str() {
-                ALPHA_DISCOVERY => (200, discovery(ALPHA_ISS, ALPHA_JWKS)),
-                BETA_DISCOVERY => (200, discovery(BETA_ISS, BETA_JWKS)),
-                ALPHA_JWKS => (200, jwks(vec![&f.alpha_jwk])),
-                BETA_JWKS if mode == Mode::Rotated => (200, jwks(vec![&f.rotated_jwk])),
-                BETA_JWKS => (200, jwks(vec![&f.beta_jwk, &f.rotated_jwk])),
-                GAMMA_JWKS => (
-                    200,
-                    jwks(vec![&ec_jwk(&f.beta, None), &rsa_jwk(&f.alpha, None)]),
-                ),
-                _ => (404, Vec::new()),
+/// Sets what the clusters' discovery and JWKS URLs answer for the next request.
+fn serve(world: &World, mode: Mode, custom: &[u8]) {
+    let f = fixture();
+    let jwks = |keys: &[&Value]| Upstream::Json(json!({ "keys": keys }));
+    let discovery =
+        |iss: &str, jwks_uri: &str| Upstream::Json(json!({"issuer": iss, "jwks_uri": jwks_uri}));
+    let everywhere = match mode {
+        Mode::Down => Some(Upstream::Fail),
+        Mode::Timeout => Some(Upstream::Timeout),
+        Mode::TooLarge => Some(Upstream::TooLarge),
+        Mode::Status500 => Some(Upstream::Status(500)),
+        Mode::Garbage => Some(Upstream::Body(b"<html>".to_vec())),
+        Mode::Huge => Some(Upstream::Body(vec![b' '; MAX_UPSTREAM_BODY + 1])),
+        _ => None,
+    };
+    let documents = [
+        (ALPHA_DISCOVERY, discovery(ALPHA_ISS, ALPHA_JWKS)),
+        (BETA_DISCOVERY, discovery(BETA_ISS, BETA_JWKS)),
+    ];
+    let (gamma_beta, gamma_alpha) = (f.beta.bare_jwk(), f.alpha.bare_jwk());
+    let key_sets = [
+        (ALPHA_JWKS, jwks(&[&f.alpha_jwk])),
+        (
+            BETA_JWKS,
+            if mode == Mode::Rotated {
+                jwks(&[&f.rotated_jwk])
+            } else {
+                jwks(&[&f.beta_jwk, &f.rotated_jwk])
             },
+        ),
+        (GAMMA_JWKS, jwks(&[&gamma_beta, &gamma_alpha])),
+    ];
+    for (url, normal) in documents {
+        let answer = match mode {
+            Mode::WrongIssuer => discovery("https://evil.example", ALPHA_JWKS),
+            Mode::HttpJwksUri => discovery(ALPHA_ISS, "http://alpha.example.test/k"),
+            _ => normal,
         };
-        let mut resp = http::Response::new(body);
-        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
-        Ok(resp)
+        world.routes.set(url, everywhere.clone().unwrap_or(answer));
     }
-}
-
-struct FixedClock(AtomicU64);
-impl Clock for FixedClock {
-    fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+    for (url, normal) in key_sets {
+        let answer = match mode {
+            Mode::Custom => Upstream::Body(custom.to_vec()),
+            _ => normal,
+        };
+        world.routes.set(url, everywhere.clone().unwrap_or(answer));
     }
 }
 
@@ -293,17 +203,10 @@ fn sign(alg: &[u8], input: &[u8]) -> Vec<u8> {
         return sig;
     }
     let f = fixture();
-    let ec = |k: &p256::SecretKey| {
-        let sig: p256::ecdsa::Signature = p256::ecdsa::SigningKey::from(k).sign(input);
-        sig.to_bytes().to_vec()
-    };
     let sig = match alg {
-        b"ES256" => ec(&f.beta),
-        b"ES256-ROTATED" => ec(&f.rotated),
-        b"RS256" => {
-            use rsa::signature::{SignatureEncoding as _, Signer as _};
-            f.alpha_signer.sign(input).to_vec()
-        }
+        b"ES256" => f.beta.sign(input),
+        b"ES256-ROTATED" => f.rotated.sign(input),
+        b"RS256" => f.alpha.sign(input),
         _ => Vec::new(),
     };
     if let Ok(mut m) = memo.lock() {
@@ -468,26 +371,20 @@ fn check_accepted_subject(token: &str, now: u64) {
     let iss = claims["iss"].as_str().expect("accepted token has iss");
     let ok = match header["alg"].as_str() {
         Some("ES256") => {
-            let s = p256::ecdsa::Signature::from_slice(&sig).expect("ES256 signature");
             assert!(
                 iss == BETA_ISS || iss == GAMMA_ISS,
                 "ES256 token from {iss}"
             );
-            [&f.beta, &f.rotated].iter().any(|k| {
-                p256::ecdsa::VerifyingKey::from(k.public_key())
-                    .verify(input.as_bytes(), &s)
-                    .is_ok()
-            })
+            [&f.beta, &f.rotated]
+                .iter()
+                .any(|k| k.verify(input.as_bytes(), &sig))
         }
         Some("RS256") => {
-            use rsa::signature::Verifier as _;
-            let s = rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("RS256 signature");
-            let key = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(f.alpha.to_public_key());
             assert!(
                 iss == ALPHA_ISS || iss == GAMMA_ISS,
                 "RS256 token from {iss}"
             );
-            key.verify(input.as_bytes(), &s).is_ok()
+            f.alpha.verify(input.as_bytes(), &sig)
         }
         other => panic!("accepted a token with alg {other:?}"),
     };
@@ -574,58 +471,22 @@ const CODES: [&str; 7] = [
     "server_error",
 ];
 
-/// Timers complete at once (the fixed clock never moves, and no request waits for another:
-/// requests run one after the other); background key refreshes run after the request that
-/// started them.
-#[derive(Default)]
-struct Runtime(Mutex<Vec<Task>>);
-
-#[async_trait::async_trait]
-impl AsyncRuntime for Runtime {
-    async fn sleep(&self, _: std::time::Duration) {}
-
-    fn spawn(&self, task: Task) {
-        if let Ok(mut queue) = self.0.lock() {
-            queue.push(task);
-        }
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
-    let upstream = Arc::new(Upstream {
-        mode: Mutex::new((Mode::Ok, Vec::new())),
-    });
-    let clock = Arc::new(FixedClock(AtomicU64::new(NOW)));
-    let keys = KeySet::new(f.signer.clone(), vec![]).expect("key set");
-    let runtime = Arc::new(Runtime::default());
-    let bridge = TxBridge::new(
-        f.config.clone(),
-        keys,
-        upstream.clone(),
-        clock.clone(),
-        runtime.clone(),
-    );
+    // Timers complete at once and the issuer answers at once (requests run one after the
+    // other); background key refreshes run after the request that started them.
+    let world = World::build(f.config.clone(), f.signer.clone(), Pace::Sequential);
 
     for text in requests(data) {
         let p = parse_request(text);
-        clock.0.store(p.clock, Ordering::SeqCst);
-        if let Ok(mut m) = upstream.mode.lock() {
-            *m = (p.mode, p.custom_jwks.clone());
-        }
+        world.set_now(p.clock);
+        serve(&world, p.mode, &p.custom_jwks);
         let tokens: Vec<String> = url::form_urlencoded::parse(p.req.body())
             .filter(|(k, _)| k == "subject_token")
             .map(|(_, v)| v.into_owned())
             .collect();
-        let resp = futures::executor::block_on(bridge.handle(p.req));
-        let background: Vec<Task> = runtime
-            .0
-            .lock()
-            .map(|mut q| std::mem::take(&mut *q))
-            .unwrap_or_default();
-        for task in background {
-            futures::executor::block_on(task);
-        }
+        let resp = futures::executor::block_on(world.bridge.handle(p.req));
+        world.runtime.run_background();
         let status = resp.status().as_u16();
         if debug() {
             // Status and error code only: never a token.

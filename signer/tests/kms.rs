@@ -9,12 +9,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
-use std::fs::File;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream as StdTcpStream};
-use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -38,6 +34,7 @@ use txbridge_signer::{
     KeyError, KeySet, KmsSigner, KmsSignerOptions, LocalSigner, SignError, Signer,
     WRAPPED_KEY_CONTEXT, der_to_jose_low_s, unwrap_signing_key_from,
 };
+use txbridge_test_support::localstack::LocalStack;
 
 const REGION: &str = "us-east-1";
 /// Upper bound for "fails fast" on a refused connection (two attempts, each refused at once).
@@ -54,7 +51,7 @@ fn kms_suite() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let ctx = Ctx::new(&localstack.endpoint).await;
+        let ctx = Ctx::new(localstack.endpoint()).await;
         let suite_start = Instant::now();
         macro_rules! case {
             ($name:ident) => {{
@@ -908,167 +905,6 @@ impl Ctx {
             .unwrap();
         out.signature().unwrap().as_ref().to_vec()
     }
-}
-
-/// LocalStack (KMS only) started for this test binary, stopped with its whole process group on
-/// drop; or an endpoint that is already running.
-struct LocalStack {
-    endpoint: String,
-    child: Option<Child>,
-    dir: Option<PathBuf>,
-}
-
-impl LocalStack {
-    fn start() -> LocalStack {
-        if let Some(endpoint) = std::env::var("TXBRIDGE_TEST_KMS_ENDPOINT")
-            .ok()
-            .filter(|e| !e.is_empty())
-        {
-            println!("kms suite: using TXBRIDGE_TEST_KMS_ENDPOINT={endpoint}");
-            return LocalStack {
-                endpoint,
-                child: None,
-                dir: None,
-            };
-        }
-        let python = localstack_python();
-        if !python.exists() {
-            panic!(
-                "LocalStack is not installed: no {} (and TXBRIDGE_TEST_KMS_ENDPOINT is not set). \
-                 Run `bash .ci/localstack.sh install` (or set TXBRIDGE_LOCALSTACK_PYTHON / \
-                 TXBRIDGE_TEST_KMS_ENDPOINT).",
-                python.display()
-            );
-        }
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("txbridge-localstack-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(dir.join("volume")).unwrap();
-        let log = File::create(dir.join("localstack.log")).unwrap();
-        let child = Command::new(&python)
-            .args(["-m", "localstack.runtime.main"])
-            .env("DISABLE_EVENTS", "1")
-            .env("GATEWAY_SERVER", "hypercorn")
-            .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SERVICES", "kms")
-            .env("DNS_ADDRESS", "0")
-            .env("LOCALSTACK_VOLUME_DIR", dir.join("volume"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start LocalStack with {}: {e}", python.display()));
-        let mut localstack = LocalStack {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            child: Some(child),
-            dir: Some(dir),
-        };
-        let start = Instant::now();
-        localstack.wait_ready(port, Duration::from_secs(90));
-        println!(
-            "kms suite: LocalStack ready on {} in {:?}",
-            localstack.endpoint,
-            start.elapsed()
-        );
-        localstack
-    }
-
-    fn wait_ready(&mut self, port: u16, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(body) = http_get(port, "/_localstack/health")
-                && (body.contains(r#""kms": "available""#) || body.contains(r#""kms": "running""#))
-            {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!(
-                    "LocalStack exited ({status}) before it was ready:\n{}",
-                    self.log_tail()
-                );
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "LocalStack not ready after {within:?}:\n{}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        self.dir.as_deref().map(log_tail).unwrap_or_default()
-    }
-}
-
-impl Drop for LocalStack {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // The child leads its own process group: signal the group, workers included.
-            let group = format!("-{}", child.id());
-            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &group])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.wait();
-        }
-        if let Some(dir) = self.dir.take() {
-            if std::thread::panicking() {
-                eprintln!("LocalStack log ({}):\n{}", dir.display(), log_tail(&dir));
-            }
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
-}
-
-/// The last lines of LocalStack's log, for failure messages.
-fn log_tail(dir: &std::path::Path) -> String {
-    let log = std::fs::read_to_string(dir.join("localstack.log")).unwrap_or_default();
-    let lines: Vec<_> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-fn localstack_python() -> PathBuf {
-    if let Some(python) = std::env::var_os("TXBRIDGE_LOCALSTACK_PYTHON").filter(|p| !p.is_empty()) {
-        return PathBuf::from(python);
-    }
-    let tools = std::env::var_os("TXBRIDGE_TOOLS")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/txbridge")
-        });
-    tools.join("venv-localstack/bin/python")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A minimal HTTP/1.0 GET on loopback, for the readiness probe.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = StdTcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 /// A loopback port that accepts connections and never answers; it stops accepting by itself.

@@ -449,9 +449,10 @@ fn cold_start(runs: usize) -> anyhow::Result<Value> {
         );
     }
 
-    if txbridge_tests::localstack::localstack_python().exists() {
-        use txbridge_tests::localstack::{AWS_ENV, kms, start_localstack};
-        let (_localstack, endpoint) = start_localstack(&dir);
+    if txbridge_test_support::localstack::localstack_python().exists() {
+        use txbridge_test_support::localstack::{AWS_ENV, LocalStack, kms};
+        let localstack = LocalStack::start();
+        let endpoint = localstack.endpoint().to_owned();
         let aws: Vec<(String, String)> = AWS_ENV
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

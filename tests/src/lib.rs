@@ -7,7 +7,6 @@ use std::process::Child;
 pub mod concurrency;
 pub mod faults;
 pub mod load;
-pub mod localstack;
 pub mod procs;
 pub mod suite;
 pub mod worker;

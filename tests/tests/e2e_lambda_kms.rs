@@ -8,17 +8,16 @@
 
 use std::time::{Duration, Instant};
 
+use txbridge_test_support::localstack::{AWS_ENV, LocalStack, kms};
 use txbridge_tests::free_port;
-use txbridge_tests::localstack::{AWS_ENV, kms, start_localstack};
-use txbridge_tests::procs::{
-    Harness, TempDir, lambda_base_url, start_lambda, start_lambda_answering,
-};
+use txbridge_tests::procs::{Harness, lambda_base_url, start_lambda, start_lambda_answering};
 use txbridge_tests::suite::{self, Env, Function, expect_error};
 
 #[test]
 fn lambda_with_kms_signer() {
-    let dir = TempDir::new("kms-e2e");
-    let (localstack, endpoint) = start_localstack(&dir);
+    // Its own LocalStack, whatever TXBRIDGE_TEST_KMS_ENDPOINT says: the test stops it.
+    let localstack = LocalStack::launch();
+    let endpoint = localstack.endpoint().to_owned();
     let key_id = kms(
         &endpoint,
         "k = kms.create_key(KeySpec='ECC_NIST_P256', KeyUsage='SIGN_VERIFY')['KeyMetadata']['KeyId']\n\
@@ -220,8 +219,9 @@ fn assert_unavailable(base_url: &str, what: &str, secrets: &[&str]) {
 
 #[test]
 fn lambda_with_kms_wrapped_signer() {
-    let dir = TempDir::new("kms-wrapped-e2e");
-    let (localstack, endpoint) = start_localstack(&dir);
+    // Its own LocalStack, whatever TXBRIDGE_TEST_KMS_ENDPOINT says: the test stops it.
+    let localstack = LocalStack::launch();
+    let endpoint = localstack.endpoint().to_owned();
     let wrapping = kms(
         &endpoint,
         "print(kms.create_key(KeySpec='SYMMETRIC_DEFAULT', KeyUsage='ENCRYPT_DECRYPT')['KeyMetadata']['KeyId'])",
@@ -292,8 +292,8 @@ fn lambda_with_kms_wrapped_signer() {
 /// request once the key can be had.
 #[test]
 fn lambda_kms_wrapped_cold_start_failures() {
-    let dir = TempDir::new("kms-wrapped-faults");
-    let (_localstack, endpoint) = start_localstack(&dir);
+    let localstack = LocalStack::start();
+    let endpoint = localstack.endpoint().to_owned();
     let wrapping = kms(
         &endpoint,
         "print(kms.create_key(KeySpec='SYMMETRIC_DEFAULT', KeyUsage='ENCRYPT_DECRYPT')['KeyMetadata']['KeyId'])",

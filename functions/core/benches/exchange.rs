@@ -16,21 +16,18 @@
     missing_debug_implementations
 )]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::hint::black_box;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use common::{TestKey, World, form, pairs};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use futures::executor::block_on;
 use serde_json::{Value, json};
 use txbridge_core::__internal as jose;
 use txbridge_core::{Algorithm, VerifyKey};
 use txbridge_signer::{LocalSigner, Signer as _};
+use txbridge_test_support::{TestKey, World, form, pairs};
 
 /// The exchange request a pod sends (no scope, no details: the policy ceiling is granted).
 fn exchange_request(token: &str) -> http::Request<Vec<u8>> {
@@ -145,7 +142,7 @@ fn exchange(c: &mut Criterion) {
     let world = primed_world();
     let rs_token = world.alpha_token("payments", "checkout");
     let es_token = world.beta_token("payments", "checkout");
-    let fetches = world.http.total.load(std::sync::atomic::Ordering::SeqCst);
+    let fetches = world.http.total();
 
     let mut g = c.benchmark_group("exchange");
     for (id, token) in [("rs256", &rs_token), ("es256", &es_token)] {
@@ -162,7 +159,7 @@ fn exchange(c: &mut Criterion) {
         });
     }
     g.finish();
-    let after = world.http.total.load(std::sync::atomic::Ordering::SeqCst);
+    let after = world.http.total();
     assert_eq!(fetches, after, "warm exchanges must not fetch keys");
 }
 

@@ -2,11 +2,9 @@
 //! (one per interval, no burst), single flight, upstream faults, back-off, recovery.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
 use futures::executor::block_on;
 use serde_json::json;
+use txbridge_test_support::*;
 
 fn exchange_status(w: &World, token: &str) -> (u16, String, Option<String>) {
     let (s, b, h) = block_on(w.exchange(&pairs(&form(token))));
@@ -57,7 +55,7 @@ fn unknown_kid_one_refresh_per_interval_no_burst() {
     assert_eq!(exchange_status(&w, &t).0, 200);
     // Rotation: the issuer publishes a new key; a token with the new kid arrives at once.
     let a2 = rsa_key(1);
-    w.http.set(
+    w.routes.set(
         ALPHA_JWKS,
         Upstream::Json(json!({"keys": [w.alpha.public_jwk("a1"), a2.public_jwk("a2")]})),
     );
@@ -112,7 +110,7 @@ fn unknown_kid_one_refresh_per_interval_no_burst() {
     // A real rotation right after the bogus kids: 503s (never a 400), then 200 within the
     // interval.
     let a3 = rsa_key(2);
-    w.http.set(
+    w.routes.set(
         ALPHA_JWKS,
         Upstream::Json(json!({"keys": [a2.public_jwk("a2"), a3.public_jwk("a3")]})),
     );
@@ -152,7 +150,7 @@ fn stale_keys_serve_within_grace_when_the_issuer_fails() {
     let w = World::new();
     let t = w.alpha_token("payments", "checkout");
     assert_eq!(exchange_status(&w, &t).0, 200);
-    w.http.set(ALPHA_DISCOVERY, Upstream::Status(500));
+    w.routes.set(ALPHA_DISCOVERY, Upstream::Status(500));
     w.set_now(NOW + 400); // past the TTL
     assert_eq!(exchange_status(&w, &t).0, 200, "stale keys keep serving");
     assert_eq!(w.runtime.run_background(), 1, "the refresh runs, and fails");
@@ -172,7 +170,7 @@ fn stale_keys_serve_within_grace_when_the_issuer_fails() {
     assert_eq!((s, code.as_str()), (503, "temporarily_unavailable"));
     assert!(retry.is_some(), "503 carries Retry-After");
     // Recovery when the upstream heals (after the back-off).
-    w.http.set(
+    w.routes.set(
         ALPHA_DISCOVERY,
         Upstream::Json(json!({"issuer": ALPHA_ISS, "jwks_uri": ALPHA_JWKS})),
     );
@@ -185,7 +183,7 @@ fn a_kid_the_cached_keys_lack_is_503_while_the_issuer_fails() {
     let w = World::new();
     let t = w.alpha_token("payments", "checkout");
     assert_eq!(exchange_status(&w, &t).0, 200);
-    w.http.set(ALPHA_JWKS, Upstream::Status(500));
+    w.routes.set(ALPHA_JWKS, Upstream::Status(500));
     let rotated = |now: u64| {
         let mut claims = sa_claims(ALPHA_ISS, "payments", "checkout");
         claims["iat"] = json!(now - 10);
@@ -211,7 +209,7 @@ fn a_kid_the_cached_keys_lack_is_503_while_the_issuer_fails() {
     assert_eq!(s, 503, "within the failure back-off, still 503");
     // Healed: once the back-off (three failures: 4 s) and the unknown-kid interval (the last
     // such refresh at +400) have passed, the kid really is unknown: a definite rejection.
-    w.http.set(
+    w.routes.set(
         ALPHA_JWKS,
         Upstream::Json(json!({"keys": [w.alpha.public_jwk("a1")]})),
     );
@@ -260,7 +258,7 @@ fn upstream_faults_give_503_and_leave_other_clusters_alone() {
     ];
     for (name, fault, url) in faults {
         let w = World::new();
-        w.http.set(url, fault);
+        w.routes.set(url, fault);
         let (s, code, retry) = exchange_status(&w, &w.alpha_token("payments", "checkout"));
         assert_eq!(
             (s, code.as_str()),

@@ -2,13 +2,11 @@
 //! error code, the issued TxToken's claims (verified independently), and the documents.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
 use futures::executor::block_on;
 use serde_json::{Value, json};
 use txbridge_core::ClientIp;
 use txbridge_signer::Signer as _;
+use txbridge_test_support::*;
 
 fn get(world: &World, path: &str) -> (u16, Value, http::HeaderMap) {
     let req = http::Request::get(path).body(Vec::new()).unwrap();
@@ -660,11 +658,7 @@ fn documents() {
     }
     let (s, h, _) = get(&w, "/healthz");
     assert_eq!((s, h["status"].as_str().unwrap()), (200, "ok"));
-    assert_eq!(
-        w.http.total.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "no upstream calls for documents"
-    );
+    assert_eq!(w.http.total(), 0, "no upstream calls for documents");
 }
 
 /// `req_wl` is authenticated: the header may name the subject's own workload id or a name in
@@ -855,11 +849,7 @@ fn hostile_bodies_are_refused_before_any_work() {
         (status, body["error"].as_str()),
         (400, Some("invalid_scope"))
     );
-    assert_eq!(
-        w.http.total.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "no fetch"
-    );
+    assert_eq!(w.http.total(), 0, "no fetch");
 }
 
 /// The cost of refusing a hostile `scope` does not grow with the number of distinct tokens: a

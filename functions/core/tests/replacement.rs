@@ -4,17 +4,15 @@
 //! allowed by its own policy (`workloads = ["svc-*"]`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use common::*;
 use futures::executor::block_on;
 use serde_json::{Value, json};
 use txbridge_core::{Config, KeySet, TxBridge};
 use txbridge_signer::{LocalSigner, Signer as _};
+use txbridge_test_support::*;
 
 const TXN: &str = "urn:ietf:params:oauth:token-type:txn_token";
 
@@ -32,11 +30,6 @@ fn original(w: &World) -> (String, Value) {
     let token = body["access_token"].as_str().unwrap().to_owned();
     let claims = claims_of(&token);
     (token, claims)
-}
-
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
 }
 
 /// The replacement form for a TxToken, without an actor.

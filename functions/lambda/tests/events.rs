@@ -6,48 +6,23 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
-use p256::ecdsa::signature::Signer as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use txbridge_core::{AsyncRuntime, Clock, Config, HttpClient, HttpError, KeySet, Task, TxBridge};
+use txbridge_core::{Config, KeySet, TxBridge};
 use txbridge_signer::LocalSigner;
+use txbridge_test_support::{FixedClock, FnHttp, TestRuntime, claims_of, craft, ec_key};
 
 const ISS: &str = "https://issuer.example.test";
 const JWKS: &str = "https://issuer.example.test/openid/v1/jwks";
 
-struct Issuer(Value);
-
-#[async_trait::async_trait]
-impl HttpClient for Issuer {
-    async fn execute(
-        &self,
-        req: http::Request<Vec<u8>>,
-    ) -> Result<http::Response<Vec<u8>>, HttpError> {
-        assert_eq!(req.uri().to_string(), JWKS);
-        Ok(http::Response::new(serde_json::to_vec(&self.0).unwrap()))
-    }
-}
-
-struct Now(u64);
-impl Clock for Now {
-    fn now(&self) -> u64 {
-        self.0
-    }
-}
-
-/// Keys are fetched cold (no waiting, no background refresh in these tests).
-struct NoTasks;
-#[async_trait::async_trait]
-impl AsyncRuntime for NoTasks {
-    async fn sleep(&self, _: std::time::Duration) {}
-    fn spawn(&self, _: Task) {}
-}
-
 fn world() -> (TxBridge, String, Value) {
     let now = 1_800_000_000;
-    let sk = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
-    let mut jwk: Value = serde_json::from_str(&sk.public_key().to_jwk_string()).unwrap();
-    jwk["kid"] = json!("k1");
+    let key = ec_key();
+    let jwks_doc = serde_json::to_vec(&json!({"keys": [key.public_jwk("k1")]})).unwrap();
+    let issuer = FnHttp::new(move |req| {
+        assert_eq!(req.uri().to_string(), JWKS);
+        Ok(http::Response::new(jwks_doc.clone()))
+    });
     let config = Config::from_toml_str(&format!(
         r#"issuer = "https://tts.example.test"
 [[clusters]]
@@ -67,22 +42,23 @@ workloads = ["payments/checkout-web", "spiffe://example/ns/payments/sa/*"]
     let signer = Arc::new(LocalSigner::generate());
     let keys = KeySet::new(signer, vec![]).unwrap();
     let jwks = keys.jwks();
+    // Keys are fetched cold (no waiting, no background refresh in these tests).
     let bridge = TxBridge::new(
         config,
         keys,
-        Arc::new(Issuer(json!({"keys": [jwk]}))),
-        Arc::new(Now(now)),
-        Arc::new(NoTasks),
+        Arc::new(issuer),
+        Arc::new(FixedClock::at(now)),
+        Arc::new(TestRuntime::immediate()),
     );
-    let header = B64.encode(br#"{"alg":"ES256","kid":"k1"}"#);
-    let claims = B64.encode(serde_json::to_vec(&json!({
-        "iss": ISS, "sub": "system:serviceaccount:payments:checkout", "aud": ["txbridge"],
-        "exp": now + 600, "iat": now - 5, "nbf": now - 5,
-        "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "checkout", "uid": "u"}}
-    })).unwrap());
-    let sig: p256::ecdsa::Signature =
-        p256::ecdsa::SigningKey::from(&sk).sign(format!("{header}.{claims}").as_bytes());
-    let token = format!("{header}.{claims}.{}", B64.encode(sig.to_bytes()));
+    let token = craft(
+        &json!({"alg": "ES256", "kid": "k1"}),
+        &json!({
+            "iss": ISS, "sub": "system:serviceaccount:payments:checkout", "aud": ["txbridge"],
+            "exp": now + 600, "iat": now - 5, "nbf": now - 5,
+            "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "checkout", "uid": "u"}}
+        }),
+        &key,
+    );
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair(
             "grant_type",
@@ -107,10 +83,8 @@ fn event(name: &str, form: &str) -> lambda_http::Request {
     lambda_http::request::from_str(&event_text(name, form)).unwrap()
 }
 
-fn claims_of(body: &Value) -> Value {
-    let token = body["access_token"].as_str().unwrap();
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
+fn claims_of_body(body: &Value) -> Value {
+    claims_of(body["access_token"].as_str().unwrap())
 }
 
 async fn run(bridge: &TxBridge, req: lambda_http::Request) -> (u16, Value) {
@@ -129,7 +103,7 @@ async fn function_url_event() {
     let (bridge, form, _) = world();
     let (status, body) = run(&bridge, event("function-url.json", &form)).await;
     assert_eq!(status, 200, "{body}");
-    let c = claims_of(&body);
+    let c = claims_of_body(&body);
     assert_eq!(c["rctx"]["req_ip"], "198.51.100.23");
     assert_eq!(c["req_wl"], "payments/checkout-web");
     assert_eq!(c["sub"], "prod:system:serviceaccount:payments:checkout");
@@ -140,7 +114,7 @@ async fn api_gateway_v2_base64_body() {
     let (bridge, form, _) = world();
     let (status, body) = run(&bridge, event("apigw-v2-base64.json", &form)).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(claims_of(&body)["rctx"]["req_ip"], "203.0.113.9");
+    assert_eq!(claims_of_body(&body)["rctx"]["req_ip"], "203.0.113.9");
 }
 
 #[tokio::test]
@@ -148,7 +122,7 @@ async fn api_gateway_v1_stage_and_base64_body() {
     let (bridge, form, jwks) = world();
     let (status, body) = run(&bridge, event("apigw-v1-stage.json", &form)).await;
     assert_eq!(status, 200, "{body}");
-    let c = claims_of(&body);
+    let c = claims_of_body(&body);
     assert_eq!(c["rctx"]["req_ip"], "192.0.2.44");
     assert_eq!(c["req_wl"], "spiffe://example/ns/payments/sa/web");
     let (status, doc) = run(&bridge, event("apigw-v1-get-jwks.json", "")).await;

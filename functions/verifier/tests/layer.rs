@@ -3,9 +3,6 @@
 //! decision logged with txn and reason, never the token).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../core/tests/common/mod.rs"]
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -13,9 +10,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::routing::get;
-use common::*;
 use serde_json::json;
 use tower::ServiceExt as _;
+use txbridge_test_support::*;
 use txbridge_verifier::layer::{Mode, TxnTokenLayer};
 use txbridge_verifier::{Requirements, TxTokenClaims, Verifier};
 
@@ -136,7 +133,7 @@ async fn enforce_mode() {
 async fn enforce_mode_keys_unavailable_is_503() {
     let w = World::new();
     let (token, _) = issue(&w).await;
-    w.http.set(
+    w.routes.set(
         "https://tts.example.test/.well-known/openid-configuration",
         Upstream::Fail,
     );

@@ -2,17 +2,14 @@
 //! from a static JWKS and through discovery (via the core's key cache), and every rejection.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../core/tests/common/mod.rs"]
-mod common;
-
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use common::*;
 use futures::executor::block_on;
 use serde_json::{Value, json};
 use txbridge_signer::{LocalSigner, Signer as _};
+use txbridge_test_support::*;
 use txbridge_verifier::{
     Error, Requirements, TxTokenError as E, Verifier, decode_unverified, json_digest, rctx_digest,
     require_scope, require_tctx, tctx_digest,
@@ -50,11 +47,11 @@ fn static_verifier(w: &World) -> Verifier {
 
 /// Serves the bridge's own metadata and JWKS through the fake HTTP client.
 fn remote_verifier(w: &World) -> Verifier {
-    w.http.set(
+    w.routes.set(
         DISCOVERY,
         Upstream::Json(get(w, "/.well-known/openid-configuration")),
     );
-    w.http
+    w.routes
         .set(JWKS, Upstream::Json(get(w, "/.well-known/jwks.json")));
     Verifier::builder(TD, TD)
         .clock(w.clock.clone())
@@ -110,18 +107,14 @@ fn round_trip_issue_then_verify() {
 }
 
 /// Signs exactly `header`/`claims` with `signer` (attack tests need bad tokens).
-fn craft(signer: &LocalSigner, header: &Value, claims: &Value) -> String {
-    let input = format!(
-        "{}.{}",
-        B64.encode(serde_json::to_vec(header).unwrap()),
-        B64.encode(serde_json::to_vec(claims).unwrap())
-    );
-    let sig = if header["alg"] == "none" {
-        Vec::new()
-    } else {
-        block_on(signer.sign(input.as_bytes())).unwrap()
-    };
-    format!("{input}.{}", B64.encode(sig))
+fn craft_txtoken(signer: &LocalSigner, header: &Value, claims: &Value) -> String {
+    craft_with(header, claims, |input| {
+        if header["alg"] == "none" {
+            Vec::new()
+        } else {
+            block_on(signer.sign(input)).unwrap()
+        }
+    })
 }
 
 #[test]
@@ -150,7 +143,7 @@ fn every_rejection() {
         }
     };
     let foreign = LocalSigner::generate();
-    let good = craft(&w.signer, &header, &claims);
+    let good = craft_txtoken(&w.signer, &header, &claims);
     let (h, rest) = good.split_once('.').unwrap();
     let (_, sig) = rest.split_once('.').unwrap();
     let tampered = format!(
@@ -165,11 +158,11 @@ fn every_rejection() {
         ("valid", good.clone()),
         (
             "aud as an array",
-            craft(s, &header, &with(&|c| c["aud"] = json!(["x", TD]))),
+            craft_txtoken(s, &header, &with(&|c| c["aud"] = json!(["x", TD]))),
         ),
         (
             "expired within the leeway",
-            craft(
+            craft_txtoken(
                 s,
                 &header,
                 &with(&|c| {
@@ -180,7 +173,7 @@ fn every_rejection() {
         ),
         (
             "no tctx, rctx, scope",
-            craft(
+            craft_txtoken(
                 s,
                 &header,
                 &with(&|c| {
@@ -194,7 +187,7 @@ fn every_rejection() {
     let bad: Vec<(&str, String, E)> = vec![
         (
             "wrong aud",
-            craft(
+            craft_txtoken(
                 s,
                 &header,
                 &with(&|c| c["aud"] = json!("https://other.example")),
@@ -203,17 +196,17 @@ fn every_rejection() {
         ),
         (
             "aud array without the trust domain",
-            craft(s, &header, &with(&|c| c["aud"] = json!(["x"]))),
+            craft_txtoken(s, &header, &with(&|c| c["aud"] = json!(["x"]))),
             E::WrongAudience,
         ),
         (
             "missing aud",
-            craft(s, &header, &with(&remove("aud"))),
+            craft_txtoken(s, &header, &with(&remove("aud"))),
             E::WrongAudience,
         ),
         (
             "wrong iss",
-            craft(
+            craft_txtoken(
                 s,
                 &header,
                 &with(&|c| c["iss"] = json!("https://evil.example")),
@@ -222,92 +215,92 @@ fn every_rejection() {
         ),
         (
             "missing iss",
-            craft(s, &header, &with(&remove("iss"))),
+            craft_txtoken(s, &header, &with(&remove("iss"))),
             E::WrongIssuer,
         ),
         (
             "expired",
-            craft(s, &header, &with(&|c| c["exp"] = json!(NOW - 30))),
+            craft_txtoken(s, &header, &with(&|c| c["exp"] = json!(NOW - 30))),
             E::Expired,
         ),
         (
             "issued in the future",
-            craft(s, &header, &with(&|c| c["iat"] = json!(NOW + 31))),
+            craft_txtoken(s, &header, &with(&|c| c["iat"] = json!(NOW + 31))),
             E::IssuedInFuture,
         ),
         (
             "missing exp",
-            craft(s, &header, &with(&remove("exp"))),
+            craft_txtoken(s, &header, &with(&remove("exp"))),
             E::MissingExpiry,
         ),
         (
             "missing iat",
-            craft(s, &header, &with(&remove("iat"))),
+            craft_txtoken(s, &header, &with(&remove("iat"))),
             E::MissingIssuedAt,
         ),
         (
             "missing txn",
-            craft(s, &header, &with(&remove("txn"))),
+            craft_txtoken(s, &header, &with(&remove("txn"))),
             E::MissingTxn,
         ),
         (
             "empty txn",
-            craft(s, &header, &with(&|c| c["txn"] = json!(""))),
+            craft_txtoken(s, &header, &with(&|c| c["txn"] = json!(""))),
             E::MissingTxn,
         ),
         (
             "missing sub",
-            craft(s, &header, &with(&remove("sub"))),
+            craft_txtoken(s, &header, &with(&remove("sub"))),
             E::MissingSubject,
         ),
         (
             "tctx not an object",
-            craft(s, &header, &with(&|c| c["tctx"] = json!("x"))),
+            craft_txtoken(s, &header, &with(&|c| c["tctx"] = json!("x"))),
             E::BadClaims,
         ),
         (
             "wrong typ",
-            craft(s, &hdr(&|h| h["typ"] = json!("JWT")), &claims),
+            craft_txtoken(s, &hdr(&|h| h["typ"] = json!("JWT")), &claims),
             E::WrongType,
         ),
         (
             "missing typ",
-            craft(s, &hdr(&remove("typ")), &claims),
+            craft_txtoken(s, &hdr(&remove("typ")), &claims),
             E::WrongType,
         ),
         (
             "alg RS256",
-            craft(s, &hdr(&|h| h["alg"] = json!("RS256")), &claims),
+            craft_txtoken(s, &hdr(&|h| h["alg"] = json!("RS256")), &claims),
             E::AlgorithmNotAllowed,
         ),
         (
             "alg HS256",
-            craft(s, &hdr(&|h| h["alg"] = json!("HS256")), &claims),
+            craft_txtoken(s, &hdr(&|h| h["alg"] = json!("HS256")), &claims),
             E::AlgorithmNotAllowed,
         ),
         (
             "alg none",
-            craft(s, &hdr(&|h| h["alg"] = json!("none")), &claims),
+            craft_txtoken(s, &hdr(&|h| h["alg"] = json!("none")), &claims),
             E::AlgorithmNotAllowed,
         ),
         (
             "crit",
-            craft(s, &hdr(&|h| h["crit"] = json!(["exp"])), &claims),
+            craft_txtoken(s, &hdr(&|h| h["crit"] = json!(["exp"])), &claims),
             E::CritHeader,
         ),
         (
             "foreign key, real kid",
-            craft(&foreign, &header, &claims),
+            craft_txtoken(&foreign, &header, &claims),
             E::BadSignature,
         ),
         (
             "unknown kid",
-            craft(s, &hdr(&|h| h["kid"] = json!("nope")), &claims),
+            craft_txtoken(s, &hdr(&|h| h["kid"] = json!("nope")), &claims),
             E::UnknownKey,
         ),
         (
             "missing kid",
-            craft(s, &hdr(&remove("kid")), &claims),
+            craft_txtoken(s, &hdr(&remove("kid")), &claims),
             E::MissingKeyId,
         ),
         ("tampered claims", tampered, E::BadSignature),
@@ -358,7 +351,7 @@ fn unknown_kid_refreshes_once_then_finds_a_rotated_key() {
     let stranger = LocalSigner::generate();
     let header = json!({"alg": "ES256", "typ": "txntoken+jwt", "kid": stranger.key_id()});
     let claims = txbridge_verifier::decode_unverified(&token).unwrap().1;
-    let t = craft(&stranger, &header, &claims);
+    let t = craft_txtoken(&stranger, &header, &claims);
     for _ in 0..3 {
         assert_eq!(block_on(v.verify(&t)), Err(Error::Invalid(E::UnknownKey)));
     }
@@ -371,7 +364,7 @@ fn unknown_kid_refreshes_once_then_finds_a_rotated_key() {
         .as_array_mut()
         .unwrap()
         .push(serde_json::to_value(stranger.public_jwk()).unwrap());
-    w.http.set(JWKS, Upstream::Json(jwks));
+    w.routes.set(JWKS, Upstream::Json(jwks));
     w.set_now(NOW + 11);
     assert_eq!(block_on(v.verify(&t)), Err(Error::Invalid(E::UnknownKey)));
     assert_eq!(w.http.hits(JWKS), 2, "a missed kid costs no fetch");
@@ -383,7 +376,7 @@ fn unknown_kid_refreshes_once_then_finds_a_rotated_key() {
 #[test]
 fn keys_unavailable_and_no_fetch_for_garbage() {
     let w = World::new();
-    w.http.set(DISCOVERY, Upstream::Status(500));
+    w.routes.set(DISCOVERY, Upstream::Status(500));
     let v = Verifier::builder(TD, TD)
         .clock(w.clock.clone())
         .runtime(w.runtime.clone())
@@ -414,7 +407,7 @@ fn keys_unavailable_and_no_fetch_for_garbage() {
 
 #[test]
 fn builder_checks_urls_and_jwks() {
-    let http = Arc::new(FakeHttp::default());
+    let http = Arc::new(FnHttp::routes(Arc::default()));
     let runtime = Arc::new(TestRuntime::new(Arc::default()));
     let cases: &[(&str, Option<&str>, bool, bool)] = &[
         ("https://tts.example", None, false, true),
