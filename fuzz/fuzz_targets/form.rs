@@ -2,12 +2,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use txbridge_core::error::WireError;
-use txbridge_core::form;
+use txbridge_core::__internal::{WireError, is_form_content_type, parse_form};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = form::is_form_content_type(http::HeaderValue::from_bytes(data).ok().as_ref());
-    match form::parse(data) {
+    let _ = is_form_content_type(http::HeaderValue::from_bytes(data).ok().as_ref());
+    match parse_form(data) {
         Ok(req) => {
             let token = req.subject_token.expose();
             assert!(!token.is_empty(), "empty subject_token accepted");

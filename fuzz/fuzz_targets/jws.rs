@@ -1,12 +1,13 @@
 //! The JOSE parsers on arbitrary input: compact JWS (`jose::parse_compact`), a cluster's JWKS
-//! (`jose::parse_jwks`), a discovery response (`cache::parse_discovery`), a published/previous
+//! (`jose::parse_jwks`), a discovery response (`keys::parse_discovery`), a published/previous
 //! public JWK (`PublicJwk::normalized`) and the signing-key loader (`LocalSigner::from_encoded`).
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use txbridge_core::{Config, cache, jose};
+use txbridge_core::__internal::{self as jose, parse_discovery};
+use txbridge_core::{Config, KeySource, MAX_TOKEN_LEN};
 use txbridge_signer::{LocalSigner, PublicJwk};
 
 const CONFIG: &str = r#"
@@ -17,9 +18,13 @@ issuer = "https://alpha.example.test"
 audiences = ["txbridge"]
 "#;
 
-fn config() -> &'static Config {
-    static C: OnceLock<Config> = OnceLock::new();
-    C.get_or_init(|| Config::from_toml_str(CONFIG).expect("fuzz config is valid"))
+/// The key source of the config's first cluster.
+fn source() -> &'static KeySource {
+    static S: OnceLock<KeySource> = OnceLock::new();
+    S.get_or_init(|| {
+        let config = Config::from_toml_str(CONFIG).expect("fuzz config is valid");
+        config.clusters()[0].key_source()
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -29,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
             let mut parts = text.splitn(3, '.');
             let (h, p) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             assert_eq!(jws.signing_input, format!("{h}.{p}").as_bytes());
-            assert!(text.len() <= jose::MAX_TOKEN_LEN);
+            assert!(text.len() <= MAX_TOKEN_LEN);
             assert!(
                 jws.kid
                     .as_deref()
@@ -49,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut resp = http::Response::new(data.to_vec());
     *resp.status_mut() = http::StatusCode::OK;
-    if let Ok(url) = cache::parse_discovery(&resp, &config().clusters()[0]) {
+    if let Ok(url) = parse_discovery(&resp, source()) {
         assert_eq!(url.scheme(), "https");
     }
 });

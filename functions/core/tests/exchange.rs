@@ -896,3 +896,38 @@ fn hostile_scope_costs_are_linear() {
     let ratio = d.as_secs_f64() / r.as_secs_f64();
     assert!(ratio < 5.0, "distinct {d:?} vs repeated {r:?}: {ratio:.1}x");
 }
+
+/// Found by fuzzing (fuzz/, target `handler`): a signed token whose claims were not valid JSON
+/// inside a member txbridge ignores was accepted. Refused as "claims are invalid", before any
+/// key fetch.
+#[test]
+fn claims_must_be_completely_valid_json() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let w = World::new();
+    let header = b64(br#"{"alg":"RS256","kid":"a1"}"#);
+    let bad: [Vec<u8>; 2] = [
+        [
+            format!(r#"{{"iss":"{ALPHA_ISS}","jti":""#).as_bytes(),
+            b"\xcc\xcf\"}",
+        ]
+        .concat(),
+        format!(r#"{{"iss":"{ALPHA_ISS}","jti":"\ud800"}}"#).into_bytes(),
+    ];
+    for claims in bad {
+        let input = format!("{header}.{}", b64(&claims));
+        let token = format!("{input}.{}", b64(&w.alpha.sign(input.as_bytes())));
+        let (status, body, _) = block_on(w.exchange(&pairs(&form(&token))));
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "invalid_request");
+        assert_eq!(
+            body["error_description"],
+            "invalid subject token: token claims are invalid"
+        );
+    }
+    assert_eq!(
+        w.http.total(),
+        0,
+        "no key fetch for a token refused on its claims"
+    );
+}

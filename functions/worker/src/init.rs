@@ -55,38 +55,13 @@ pub fn build(
     Ok(TxBridge::new(config, keys, http, clock, runtime))
 }
 
-#[cfg(test)]
+/// Native only: the test doubles (txbridge-test-support) are not built for wasm32.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
-    use txbridge_core::{HttpError, Task};
-
-    struct NoTasks;
-
-    #[async_trait::async_trait]
-    impl AsyncRuntime for NoTasks {
-        async fn sleep(&self, _: std::time::Duration) {}
-        fn spawn(&self, _: Task) {}
-    }
-
-    struct NoHttp;
-
-    #[async_trait::async_trait]
-    impl HttpClient for NoHttp {
-        async fn execute(
-            &self,
-            _: http::Request<Vec<u8>>,
-        ) -> Result<http::Response<Vec<u8>>, HttpError> {
-            Err(HttpError::Connect)
-        }
-    }
-
-    struct FixedClock;
-
-    impl Clock for FixedClock {
-        fn now(&self) -> u64 {
-            1_700_000_000
-        }
-    }
+    use txbridge_core::HttpError;
+    use txbridge_test_support::{FixedClock, FnHttp, TestRuntime};
 
     const CONFIG: &str = r#"
 issuer = "https://tts.example.com"
@@ -118,9 +93,9 @@ scopes = ["orders:read"]
         build(
             config,
             key,
-            Arc::new(NoHttp),
-            Arc::new(FixedClock),
-            Arc::new(NoTasks),
+            Arc::new(FnHttp::new(|_| Err(HttpError::Connect))),
+            Arc::new(FixedClock::at(1_700_000_000)),
+            Arc::new(TestRuntime::immediate()),
             |rust| Arc::new(rust),
         )
     }
