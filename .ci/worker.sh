@@ -98,7 +98,7 @@ check_wasm() {
   cd "$ROOT"
   debian_toolchain
   cargo check -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown \
-    -p txbridge-core -p txbridge-signer "$@"
+    -p txbridge-jose -p txbridge-core -p txbridge-signer "$@"
   # The consumer-side verifier, and its tower middleware (tower-layer/-service are runtime-free).
   cargo check -Zbuild-std=std,panic_abort --target wasm32-unknown-unknown \
     -p txbridge-verifier --features tower "$@"

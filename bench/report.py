@@ -92,8 +92,8 @@ def callgrind(alg, cfg=""):
         n, fn = int(m.group(1).replace(",", "")), m.group(2)
         if total is None and fn.startswith("txbridge_core::handler::TxBridge::handle"):
             total = n
-        elif verify is None and fn in ("txbridge_core::jose::VerifyKey::verify",
-                                       "txbridge_core::jose::VerifyKey::verify_async::{{closure}}"):
+        elif verify is None and fn in ("txbridge_jose::jws::VerifyKey::verify",
+                                       "txbridge_jose::jws::VerifyKey::verify_async::{{closure}}"):
             verify = n
         elif sign is None and re.match(r"<txbridge_signer::local::LocalSigner as txbridge_signer::Signer>::sign", fn):
             sign = n
@@ -164,7 +164,7 @@ w("## 1. Warm exchange vs the crypto floor")
 w("")
 w("The same core in its two crypto configurations, each measured against its own floor: one "
   "subject-token verify plus one TxToken sign with that configuration's crates. The backends "
-  "line is what the bench build itself reports (`jose::VERIFY_BACKEND`, `SIGN_BACKEND`).")
+  "line is what the bench build itself reports (`jws::VERIFY_BACKEND`, `SIGN_BACKEND`).")
 w("")
 worst_wall, worst_cg = {}, {}
 for title, c, cgp, log in CONFIGS:
@@ -323,8 +323,8 @@ w("- **Lambda (native x86_64 / arm64): aws-lc-rs.** txbridge-core and txbridge-s
 w("- **Worker (wasm32): rsa / p256.** aws-lc-rs does not build for wasm32-unknown-unknown; the "
   "dependency is declared for non-wasm32 targets only, so the feature is a no-op there.")
 w("- **Same tests for both**: `cargo test --workspace` runs core and signer with aws-lc-rs (the "
-  "Lambda's features unify in), and `.ci/run` runs `cargo test -p txbridge-core -p "
-  "txbridge-signer` again on rsa / p256; contract tests under the feature check that signatures "
+  "Lambda's features unify in), and `.ci/run` runs `cargo test -p txbridge-jose -p "
+  "txbridge-core -p txbridge-signer` again on rsa / p256; contract tests under the feature check that signatures "
   "made by either backend verify with the other and that both give the same verdict on malformed "
   "signatures.")
 w("- **jsonwebtoken is not used by the product**: it is a dev-dependency of core and signer and a "

@@ -568,7 +568,7 @@ fn init_phases(config: &str, key: &str, runs: usize) -> anyhow::Result<Value> {
         )?;
         let key_load = t.elapsed();
         let t = Instant::now();
-        let http = txbridge_verifier::ReqwestClient::new()?;
+        let http = txbridge_jose::ReqwestClient::new()?;
         let client = t.elapsed();
         let t = Instant::now();
         let bridge = txbridge_core::TxBridge::new(
@@ -576,7 +576,7 @@ fn init_phases(config: &str, key: &str, runs: usize) -> anyhow::Result<Value> {
             keys,
             Arc::new(http),
             Arc::new(txbridge_core::SystemClock),
-            Arc::new(txbridge_verifier::TokioRuntime),
+            Arc::new(txbridge_jose::TokioRuntime),
         );
         let build = t.elapsed();
         drop(bridge);

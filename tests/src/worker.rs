@@ -255,6 +255,8 @@ fn newest_input() -> anyhow::Result<SystemTime> {
         "functions/worker/entry.mjs",
         "functions/worker/package-lock.json",
         "functions/worker/src",
+        "functions/jose/Cargo.toml",
+        "functions/jose/src",
         "functions/core/Cargo.toml",
         "functions/core/src",
         "signer/Cargo.toml",

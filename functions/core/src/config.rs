@@ -7,11 +7,11 @@ use serde::Deserialize;
 use txbridge_signer::PublicJwk;
 use url::Url;
 
-use crate::jose::Algorithm;
-use crate::keys::{KeyCacheConfig, KeySource};
 use crate::policy::{Glob, Policy};
-use crate::urls::{check_url, parse_url_ascii};
 use crate::workload::{self, WorkloadTemplate};
+use txbridge_jose::jws::Algorithm;
+use txbridge_jose::keys::{KeyCacheConfig, KeySource};
+use txbridge_jose::urls::{check_url, parse_url_ascii};
 
 /// Why a config was rejected. Messages name the offending key, never a secret.
 #[derive(Debug, thiserror::Error)]

@@ -3,8 +3,8 @@
 use http::StatusCode;
 
 use crate::subject::{Rejected, SubjectTokenError};
-use crate::txtoken::TxTokenError;
 use crate::workload::WorkloadRefused;
+use txbridge_jose::txtoken::TxTokenError;
 
 /// OAuth 2.0 error codes (RFC 6749 §5.2, RFC 8693 §2.2.2) used on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

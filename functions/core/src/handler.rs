@@ -7,19 +7,19 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use txbridge_signer::KeySet;
 
 use crate::config::Config;
-use crate::crypto;
 use crate::error::{Error, WireError};
 use crate::form::{self, ExchangeRequest, GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_TXN_TOKEN};
 use crate::identity::Subject;
-use crate::jose::{VerifyBackend, VerifyKey};
-use crate::keys::KeyCache;
 use crate::mint::{self, Grant};
 use crate::policy::{self, Decision};
-use crate::ports::{AsyncRuntime, Clock, HttpClient};
 use crate::replace::{self, ReplaceRequest};
 use crate::subject::{self, Rejected};
-use crate::txtoken::{self, Expectations, TxTokenError};
 use crate::workload;
+use txbridge_jose::crypto;
+use txbridge_jose::jws::{VerifyBackend, VerifyKey};
+use txbridge_jose::keys::KeyCache;
+use txbridge_jose::ports::{AsyncRuntime, Clock, HttpClient};
+use txbridge_jose::txtoken::{self, Expectations, TxTokenError};
 
 /// Request extension a shell sets to the caller's address as its platform reports it
 /// (Lambda: the event's source IP; Worker: `CF-Connecting-IP`). Becomes `rctx.req_ip`.
@@ -349,7 +349,7 @@ impl TxBridge {
 
     /// Does the token name (in its header) one of the previous keys the JWKS still publishes?
     fn signed_by_retired_key(&self, token: &str) -> bool {
-        let kid = crate::jose::parse_compact(token)
+        let kid = txbridge_jose::jws::parse_compact(token)
             .ok()
             .and_then(|jws| jws.kid);
         kid.is_some_and(|kid| {

@@ -6,36 +6,28 @@
 //! goes out. Runtime-agnostic: the shells supply an [`HttpClient`], a [`Clock`], an
 //! [`AsyncRuntime`] and the signer, and call [`TxBridge::handle`] with `http` types.
 //!
-//! The public API is what this file re-exports; every module is private. The modules form
-//! layers, each using only those below it (README.md draws them; `tests/layers.rs` checks it):
+//! The public API is what this file re-exports; every module is private. JOSE, the issuer-key
+//! cache, the registered-claims check and TxToken verification are txbridge-jose, re-exported
+//! here. The modules form layers, each using only those below it (README.md draws them;
+//! `tests/layers.rs` checks it):
 //!
 //! ```text
 //! handler                          routes, the exchange, responses
 //! replace                          TxToken replacement
 //! form  mint                       request parsing; minting
 //! error                            the one error type and its wire mapping
-//! subject  txtoken                 SA-token validation; TxToken verification
+//! subject                          SA-token validation (subject and actor tokens)
 //! config                           the TOML config compiler
 //! workload                         workload ids and header rules
 //! policy                           trust policy
-//! keys                             the issuer-key cache
-//! claims                           registered-claims checks (iss, aud, exp, iat, nbf)
-//! jose                             algorithms, JWS parsing, JWKS keys, VerifyBackend
-//! crypto  ports  urls  identity    backend choice; shell traits; URL rules; the verified subject
+//! identity                         the verified subject
+//! ---------------------------------------------------------------------------------------------
+//! txbridge-jose                    ports, crypto, JWS/JWKS, claims, key cache, TxTokens
 //! ```
 
 #![forbid(unsafe_code)]
 
-mod crypto;
 mod identity;
-mod ports;
-mod urls;
-
-mod jose;
-
-mod claims;
-
-mod keys;
 
 mod policy;
 mod workload;
@@ -43,7 +35,6 @@ mod workload;
 mod config;
 
 mod subject;
-mod txtoken;
 
 mod error;
 
@@ -61,30 +52,32 @@ pub use subject::SubjectTokenError;
 
 // Configuration.
 pub use config::{Cluster, Config, ConfigError, SignerConfig, SignerKind};
-pub use keys::KeyCacheConfig;
+pub use txbridge_jose::KeyCacheConfig;
 
 // Ports the shells implement, and the signing port (txbridge-signer).
-pub use jose::{Algorithm, BackendKey, PublicKeyMaterial, VerifyBackend};
 #[cfg(not(target_arch = "wasm32"))]
-pub use ports::SystemClock;
-pub use ports::{AsyncRuntime, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY, Task};
+pub use txbridge_jose::SystemClock;
+pub use txbridge_jose::{
+    Algorithm, AsyncRuntime, BackendKey, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY,
+    PublicKeyMaterial, Task, VerifyBackend,
+};
 pub use txbridge_signer::{KeySet, PublicJwk, Signer};
 
-// TxToken verification, shared by the exchange (replacement) and the consumer-side verifier
-// (txbridge-verifier): the token, its service's keys, the key cache and the URL rules.
-pub use jose::{MAX_TOKEN_LEN, VerifyKey};
-pub use keys::{FetchError, KeyCache, KeySnapshot, KeySource, Unavailable};
-pub use txtoken::{
-    Expectations, TXN_TOKEN_TYP, TxTokenClaims, TxTokenError, UnverifiedTxToken,
-    parse_keys as parse_txtoken_keys,
+// TxToken verification (txbridge-jose), shared by the exchange (replacement) and the consumer
+// side (txbridge-verifier): the token, its service's keys, the key cache and the URL rules.
+pub use txbridge_jose::{
+    Expectations, FetchError, KeyCache, KeySnapshot, KeySource, MAX_TOKEN_LEN, TXN_TOKEN_TYP,
+    TxTokenClaims, TxTokenError, Unavailable, UnverifiedTxToken, VerifyKey, check_url,
+    parse_txtoken_keys, parse_url_ascii,
 };
-pub use urls::{check_url, parse_url_ascii};
 
 /// Not API: internals the fuzz targets and benchmarks drive directly. No stability, no docs.
 #[doc(hidden)]
 pub mod __internal {
     pub use crate::error::WireError;
     pub use crate::form::{is_form_content_type, parse as parse_form};
-    pub use crate::jose::{JwsError, UnverifiedJws, VERIFY_BACKEND, parse_compact, parse_jwks};
-    pub use crate::keys::parse_discovery;
+    pub use txbridge_jose::jws::{
+        JwsError, UnverifiedJws, VERIFY_BACKEND, parse_compact, parse_jwks,
+    };
+    pub use txbridge_jose::keys::parse_discovery;
 }

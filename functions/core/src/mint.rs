@@ -9,9 +9,9 @@ use txbridge_signer::Signer;
 
 use crate::error::Error;
 use crate::identity::Subject;
-use crate::jose::{b64_encode, b64_encode_into};
 use crate::subject::SubjectTokenError;
-use crate::txtoken::TXN_TOKEN_TYP;
+use txbridge_jose::jws::{b64_encode, b64_encode_into};
+use txbridge_jose::txtoken::TXN_TOKEN_TYP;
 
 /// tctx keys txbridge sets from the verified subject.
 pub const TCTX_RESERVED: [&str; 3] = ["cluster", "namespace", "service_account"];

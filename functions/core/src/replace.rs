@@ -1,7 +1,7 @@
 //! Replacement TxTokens: a token exchange whose `subject_token` is a TxToken of this service
 //! (`subject_token_type=urn:ietf:params:oauth:token-type:txn_token`).
 //!
-//! The input token is verified with [`crate::txtoken::verify`] against the service's own key set
+//! The input token is verified with [`txbridge_jose::txtoken::verify`] against the service's own key set
 //! (active + previous public keys), `iss` = the configured issuer, `aud` = the trust domain,
 //! `typ` and expiry. The rules follow draft-ietf-oauth-transaction-tokens, Security
 //! Considerations, "Txn-Token as a `subject_token`" (editor's copy after -10): a replacement MAY
@@ -43,7 +43,7 @@ use crate::error::Error;
 use crate::identity::Subject;
 use crate::mint::{self, RCTX_RESERVED, TCTX_RESERVED};
 use crate::policy::{self, Decision};
-use crate::txtoken::{TxTokenClaims, TxTokenError};
+use txbridge_jose::txtoken::{TxTokenClaims, TxTokenError};
 
 /// Most requesting workloads kept in a replaced token's `req_wl` chain.
 pub const MAX_CHAIN: usize = 16;

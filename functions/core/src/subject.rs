@@ -3,11 +3,11 @@
 
 use serde::Deserialize;
 
-use crate::claims::{self, Accept, Audience, ClaimsError, Registered, Validation};
 use crate::config::Config;
 use crate::identity::Subject;
-use crate::jose::{self, Algorithm, JwsError};
-use crate::keys::{KeyCache, Unavailable};
+use txbridge_jose::claims::{self, Accept, Audience, ClaimsError, Registered, Validation};
+use txbridge_jose::jws::{self, Algorithm, JwsError};
+use txbridge_jose::keys::{KeyCache, Unavailable};
 
 /// Why a subject token was rejected. Each reason is a fixed string: nothing from the token is
 /// ever echoed.
@@ -145,9 +145,9 @@ pub async fn validate(
     token: &str,
     now: u64,
 ) -> Result<Subject, Rejected> {
-    let jws = jose::parse_compact(token)?;
+    let jws = jws::parse_compact(token)?;
     // Which cluster? Only `iss` is read before the signature check, to pick the keys.
-    let claims: Claims = jose::strict_json(&jws.payload).ok_or(E::BadClaims)?;
+    let claims: Claims = jws::strict_json(&jws.payload).ok_or(E::BadClaims)?;
     let iss = claims.iss.as_deref().ok_or(E::UntrustedIssuer)?;
     let cluster = config.cluster_by_issuer(iss).ok_or(E::UntrustedIssuer)?;
 

@@ -115,9 +115,9 @@ pub async fn build(config: Config, local_key: &str) -> Result<TxBridge, StartupE
 }
 
 /// Outbound HTTP for discovery and JWKS (rustls, no redirects, timeouts, body capped at
-/// `MAX_UPSTREAM_BODY`) and the tokio runtime port: the native adapters of core's ports, kept in
-/// txbridge-verifier's `reqwest` feature because core takes no reqwest or tokio dependency.
-use txbridge_verifier::{ReqwestClient, TokioRuntime};
+/// `MAX_UPSTREAM_BODY`) and the tokio runtime port: the native adapters, next to the ports in
+/// txbridge-jose (feature `reqwest`; core itself takes no reqwest or tokio dependency).
+use txbridge_jose::{ReqwestClient, TokioRuntime};
 
 /// How long after a failed start the function tries to start again (on a request).
 pub const RESTART_INTERVAL: Duration = Duration::from_secs(5);

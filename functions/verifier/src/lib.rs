@@ -1,10 +1,11 @@
 //! txbridge-verifier: the consumer side of txbridge. A service that receives Transaction Tokens
 //! (the `Txn-Token` header) verifies them with a [`Verifier`]: keys from the TxToken service's
 //! discovery document (`<issuer>/.well-known/openid-configuration` -> `jwks_uri`), from a JWKS
-//! URL, or from a static JWKS; the checks are txbridge-core's ([`txbridge_core::txtoken`]), the
-//! same code the service uses for replacement TxTokens.
+//! URL, or from a static JWKS; the checks are txbridge-jose's ([`txbridge_jose::txtoken`]), the
+//! same code the service uses for replacement TxTokens. It does not depend on the exchange
+//! (txbridge-core) or its config compiler.
 //!
-//! Keys are cached by txbridge-core's key cache: TTL, single-flight fetches, stale-on-error
+//! Keys are cached by txbridge-jose's key cache: TTL, single-flight fetches, stale-on-error
 //! grace, and a rate-limited refresh on an unknown `kid`. Runs natively and on wasm32 (bring a
 //! [`Clock`] and an [`HttpClient`] there). Feature `tower`: a middleware ([`layer`]); feature
 //! `reqwest` (native): an [`HttpClient`] ([`ReqwestClient`]).
@@ -15,25 +16,23 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use txbridge_core::{
+use txbridge_jose::{
     Expectations, KeyCache, KeyCacheConfig, KeySource, MAX_TOKEN_LEN, UnverifiedTxToken, VerifyKey,
     check_url, parse_txtoken_keys,
 };
 use url::Url;
 
-pub use txbridge_core::FetchError as KeyFetchError;
-pub use txbridge_core::KeyCacheConfig as KeyCacheTuning;
-pub use txbridge_core::Unavailable as KeysUnavailable;
-pub use txbridge_core::parse_url_ascii;
-pub use txbridge_core::{AsyncRuntime, Clock, HttpClient, HttpError, Task};
-pub use txbridge_core::{TxTokenClaims, TxTokenError};
+pub use txbridge_jose::FetchError as KeyFetchError;
+pub use txbridge_jose::KeyCacheConfig as KeyCacheTuning;
+pub use txbridge_jose::Unavailable as KeysUnavailable;
+pub use txbridge_jose::parse_url_ascii;
+pub use txbridge_jose::{AsyncRuntime, Clock, HttpClient, HttpError, Task};
+pub use txbridge_jose::{TxTokenClaims, TxTokenError};
 
 #[cfg(feature = "tower")]
 pub mod layer;
 #[cfg(all(feature = "reqwest", not(target_arch = "wasm32")))]
-mod reqwest_client;
-#[cfg(all(feature = "reqwest", not(target_arch = "wasm32")))]
-pub use reqwest_client::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, ReqwestClient, TokioRuntime};
+pub use txbridge_jose::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, ReqwestClient, TokioRuntime};
 
 /// Default clock skew tolerated on `exp` and `iat`.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
@@ -235,7 +234,7 @@ impl Builder {
     }
 
     fn url(&self, text: &str, what: &'static str) -> Result<Url, Error> {
-        let url = txbridge_core::parse_url_ascii(text).ok_or(Error::Config(what))?;
+        let url = txbridge_jose::parse_url_ascii(text).ok_or(Error::Config(what))?;
         check_url(&url, self.allow_http_loopback).map_err(|_| Error::Config(what))?;
         Ok(url)
     }
@@ -314,7 +313,7 @@ fn default_runtime() -> Result<Arc<dyn AsyncRuntime>, Error> {
 
 #[cfg(not(target_arch = "wasm32"))]
 fn default_clock() -> Result<Arc<dyn Clock>, Error> {
-    Ok(Arc::new(txbridge_core::SystemClock))
+    Ok(Arc::new(txbridge_jose::SystemClock))
 }
 
 #[cfg(target_arch = "wasm32")]

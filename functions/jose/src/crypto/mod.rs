@@ -5,7 +5,7 @@
 //! What a backend provides: SHA-256, and a second parse of a JWKS key that rsa/p256 accepted
 //! ([`NativeKey`]), preferred for verification when it exists. rsa/p256 always parse and check
 //! every key, so which keys a JWKS may hold never depends on the backend; a key the backend
-//! cannot parse is verified by rsa/p256 (`jose::VerifyKey::verify`). The shell's own verifier
+//! cannot parse is verified by rsa/p256 (`jws::VerifyKey::verify`). The shell's own verifier
 //! (the Worker's WebCrypto, a `VerifyBackend`) sits in front of both, per key.
 
 #[cfg(aws_lc)]
@@ -14,6 +14,10 @@ mod aws_lc;
 mod rust;
 
 #[cfg(aws_lc)]
-pub(crate) use aws_lc::{BACKEND, NativeKey, sha256};
+pub(crate) use aws_lc::NativeKey;
+#[cfg(aws_lc)]
+pub use aws_lc::{BACKEND, sha256};
 #[cfg(not(aws_lc))]
-pub(crate) use rust::{BACKEND, NativeKey, sha256};
+pub(crate) use rust::NativeKey;
+#[cfg(not(aws_lc))]
+pub use rust::{BACKEND, sha256};

@@ -22,7 +22,7 @@ fn key(kid: &str) -> VerifyKey {
         serde_json::from_str(&sk.public_key().to_jwk_string()).unwrap();
     jwk["kid"] = kid.into();
     let doc = serde_json::json!({ "keys": [jwk] });
-    jose::parse_jwks(&serde_json::to_vec(&doc).unwrap())
+    jws::parse_jwks(&serde_json::to_vec(&doc).unwrap())
         .unwrap()
         .remove(0)
 }

@@ -1,10 +1,10 @@
-//! An [`HttpClient`] on reqwest (native): rustls, no redirects, timeouts, capped body; and the
-//! [`AsyncRuntime`] of a tokio program. Used by consumers, the `txbridge` CLI and the Lambda
-//! shell's own discovery/JWKS fetches.
+//! The native adapters of the ports (feature `reqwest`): an [`HttpClient`] on reqwest (rustls,
+//! no redirects, timeouts, capped body) and the [`AsyncRuntime`] of a tokio program. Used by the
+//! Lambda shell's discovery/JWKS fetches, consumers (txbridge-verifier) and the `txbridge` CLI.
 
 use std::time::Duration;
 
-use txbridge_core::{AsyncRuntime, HttpClient, HttpError, MAX_UPSTREAM_BODY, Task};
+use crate::ports::{AsyncRuntime, HttpClient, HttpError, MAX_UPSTREAM_BODY, Task};
 
 /// Connect and whole-request timeouts for key fetches.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -17,13 +17,14 @@ pub struct ReqwestClient {
 }
 
 impl ReqwestClient {
-    /// A client that never follows redirects and gives up after a few seconds.
-    pub fn new() -> Result<Self, crate::Error> {
+    /// A client that never follows redirects and gives up after a few seconds (user agent
+    /// `txbridge-verifier/<version>`: a consumer's).
+    pub fn new() -> Result<Self, HttpError> {
         Self::with_user_agent(concat!("txbridge-verifier/", env!("CARGO_PKG_VERSION")))
     }
 
     /// The same client, naming itself `user_agent` (the service's own key fetches use it too).
-    pub fn with_user_agent(user_agent: &str) -> Result<Self, crate::Error> {
+    pub fn with_user_agent(user_agent: &str) -> Result<Self, HttpError> {
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config()?)
             .redirect(reqwest::redirect::Policy::none())
@@ -31,7 +32,7 @@ impl ReqwestClient {
             .timeout(REQUEST_TIMEOUT)
             .user_agent(user_agent)
             .build()
-            .map_err(|_| crate::Error::Config("cannot build the HTTP client"))?;
+            .map_err(|_| HttpError::Other("cannot build the HTTP client".into()))?;
         Ok(ReqwestClient { client })
     }
 }
@@ -39,14 +40,14 @@ impl ReqwestClient {
 /// TLS 1.2/1.3 on aws-lc-rs, trusting Mozilla's root CAs (webpki-roots, compiled in). Building it
 /// takes microseconds; reading and parsing the system's CA bundle (reqwest's default) took about
 /// 2 ms of every Lambda cold start.
-fn tls_config() -> Result<rustls::ClientConfig, crate::Error> {
+fn tls_config() -> Result<rustls::ClientConfig, HttpError> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|_| crate::Error::Config("cannot build the TLS configuration"))?
+        .map_err(|_| HttpError::Other("cannot build the TLS configuration".into()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }

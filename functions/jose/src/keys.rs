@@ -42,7 +42,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use crate::jose::{self, VerifyBackend, VerifyKey};
+use crate::jws::{self, VerifyBackend, VerifyKey};
 use crate::ports::{AsyncRuntime, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY};
 use crate::urls::{check_url, parse_url_ascii};
 
@@ -633,7 +633,7 @@ pub fn parse_discovery(
 
 /// Parses a JWKS response into usable keys.
 pub fn parse_jwks_response(resp: &http::Response<Vec<u8>>) -> Result<Vec<VerifyKey>, FetchError> {
-    jose::parse_jwks(body_of(resp)?).map_err(|_| FetchError::BadJwks)
+    jws::parse_jwks(body_of(resp)?).map_err(|_| FetchError::BadJwks)
 }
 
 async fn call(

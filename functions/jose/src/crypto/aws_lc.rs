@@ -61,6 +61,6 @@ impl NativeKey {
 }
 
 /// SHA-256 of `bytes`.
-pub(crate) fn sha256(bytes: &[u8]) -> impl AsRef<[u8]> {
+pub fn sha256(bytes: &[u8]) -> impl AsRef<[u8]> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
 }

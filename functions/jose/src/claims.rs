@@ -9,14 +9,14 @@ use serde::Deserialize;
 /// An `aud` claim: one string or an array of strings.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub(crate) enum Audience {
+pub enum Audience {
     One(String),
     Many(Vec<String>),
 }
 
 /// Which audiences are accepted: the token's `aud` must name at least one.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Accept<'a> {
+pub enum Accept<'a> {
     One(&'a str),
     AnyOf(&'a [String]),
 }
@@ -32,7 +32,7 @@ impl Accept<'_> {
 
 /// What the registered claims must say, and when.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Validation<'a> {
+pub struct Validation<'a> {
     /// `iss` must equal this; `None` when the caller chose its keys by `iss` already.
     pub issuer: Option<&'a str>,
     pub audience: Accept<'a>,
@@ -46,7 +46,7 @@ pub(crate) struct Validation<'a> {
 
 /// The registered claims as a token's claims struct read them (borrowed from it).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Registered<'c> {
+pub struct Registered<'c> {
     pub iss: Option<&'c str>,
     pub aud: Option<&'c Audience>,
     pub exp: Option<&'c serde_json::Number>,
@@ -56,7 +56,7 @@ pub(crate) struct Registered<'c> {
 
 /// The times of a token whose registered claims passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Times {
+pub struct Times {
     pub exp: u64,
     pub iat: u64,
 }
@@ -64,7 +64,7 @@ pub(crate) struct Times {
 /// Why the registered claims failed, in the order they are checked. Each token kind maps every
 /// variant onto its own error (no catch-all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ClaimsError {
+pub enum ClaimsError {
     /// A malformed NumericDate, or `exp` not after `iat`.
     Invalid,
     MissingIssuer,
@@ -79,7 +79,7 @@ pub(crate) enum ClaimsError {
 }
 
 /// A NumericDate (RFC 7519 §2): a non-negative number of seconds; fractions are truncated.
-pub(crate) fn numeric_date(n: &serde_json::Number) -> Result<u64, ClaimsError> {
+pub fn numeric_date(n: &serde_json::Number) -> Result<u64, ClaimsError> {
     if let Some(u) = n.as_u64() {
         return Ok(u);
     }
@@ -95,7 +95,7 @@ fn required_date(n: Option<&serde_json::Number>, missing: ClaimsError) -> Result
 
 /// Checks `claims` against `v`: issuer, audience, `exp` and `iat` (required), expiry, issued in
 /// the future, `nbf` (when asked), `exp` after `iat`.
-pub(crate) fn check(claims: &Registered<'_>, v: &Validation<'_>) -> Result<Times, ClaimsError> {
+pub fn check(claims: &Registered<'_>, v: &Validation<'_>) -> Result<Times, ClaimsError> {
     use ClaimsError as E;
     if let Some(want) = v.issuer
         && claims.iss.ok_or(E::MissingIssuer)? != want

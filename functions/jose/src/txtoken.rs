@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::claims::{self, Accept, Audience, ClaimsError, Registered, Validation};
-use crate::jose::{self, Algorithm, JwsError, VerifyKey};
+use crate::jws::{self, Algorithm, JwsError, VerifyKey};
 
 /// The JOSE `typ` of a Transaction Token.
 pub const TXN_TOKEN_TYP: &str = "txntoken+jwt";
@@ -158,13 +158,13 @@ struct RawClaims {
 /// a verifier that fetches keys by `kid` holds between parsing and verifying.
 #[derive(Debug)]
 pub struct UnverifiedTxToken<'a> {
-    jws: jose::UnverifiedJws<'a>,
+    jws: jws::UnverifiedJws<'a>,
 }
 
 impl<'a> UnverifiedTxToken<'a> {
     /// Parses `token` and checks its header; no key is looked at.
     pub fn parse(token: &'a str) -> Result<Self, TxTokenError> {
-        let jws = jose::parse_compact(token)?;
+        let jws = jws::parse_compact(token)?;
         check_header(&jws)?;
         if jws.kid.is_none() {
             return Err(TxTokenError::MissingKeyId);
@@ -196,13 +196,13 @@ pub fn verify(
     expect: &Expectations<'_>,
     now: u64,
 ) -> Result<TxTokenClaims, TxTokenError> {
-    let jws = jose::parse_compact(token)?;
+    let jws = jws::parse_compact(token)?;
     verify_jws(&jws, keys, expect, now)
 }
 
 /// [`verify`] of an already parsed token (a caller that fetches keys by `kid` parses first).
 fn verify_jws(
-    jws: &jose::UnverifiedJws<'_>,
+    jws: &jws::UnverifiedJws<'_>,
     keys: &[VerifyKey],
     expect: &Expectations<'_>,
     now: u64,
@@ -218,7 +218,7 @@ fn verify_jws(
 }
 
 /// Header checks before any key is looked at: `typ`, `alg` (and, by parsing, no `crit`).
-fn check_header(jws: &jose::UnverifiedJws<'_>) -> Result<(), TxTokenError> {
+fn check_header(jws: &jws::UnverifiedJws<'_>) -> Result<(), TxTokenError> {
     if jws.typ.as_deref() != Some(TXN_TOKEN_TYP) {
         return Err(TxTokenError::WrongType);
     }
@@ -229,7 +229,7 @@ fn check_header(jws: &jose::UnverifiedJws<'_>) -> Result<(), TxTokenError> {
 }
 
 /// Checks the signature of a parsed JWS with `key` (which must be a P-256 key for ES256).
-fn verify_signature(jws: &jose::UnverifiedJws<'_>, key: &VerifyKey) -> Result<(), TxTokenError> {
+fn verify_signature(jws: &jws::UnverifiedJws<'_>, key: &VerifyKey) -> Result<(), TxTokenError> {
     if !key.fits(Algorithm::ES256) {
         return Err(TxTokenError::AlgorithmNotAllowed);
     }
@@ -246,7 +246,7 @@ pub(crate) fn check_claims(
     now: u64,
 ) -> Result<TxTokenClaims, TxTokenError> {
     use TxTokenError as E;
-    let raw: RawClaims = jose::strict_json(payload).ok_or(E::BadClaims)?;
+    let raw: RawClaims = jws::strict_json(payload).ok_or(E::BadClaims)?;
     let times = claims::check(
         &Registered {
             iss: raw.iss.as_deref(),
@@ -290,7 +290,7 @@ pub(crate) fn check_claims(
 /// The keys of a JWKS document (`{"keys": [...]}`) that can verify TxTokens: P-256 keys with a
 /// `kid`. Errors when the document is invalid or has no such key.
 pub fn parse_keys(jwks: &[u8]) -> Result<Vec<VerifyKey>, &'static str> {
-    let keys: Vec<VerifyKey> = jose::parse_jwks(jwks)?
+    let keys: Vec<VerifyKey> = jws::parse_jwks(jwks)?
         .into_iter()
         .filter(|k| k.kid.is_some() && k.fits(Algorithm::ES256))
         .collect();

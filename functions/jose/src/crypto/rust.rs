@@ -30,7 +30,7 @@ impl NativeKey {
 }
 
 /// SHA-256 of `bytes`.
-pub(crate) fn sha256(bytes: &[u8]) -> impl AsRef<[u8]> {
+pub fn sha256(bytes: &[u8]) -> impl AsRef<[u8]> {
     use sha2::{Digest as _, Sha256};
     Sha256::digest(bytes)
 }
