@@ -3,7 +3,7 @@
 //! this module names a backend.
 //!
 //! What a backend provides: SHA-256, and a second parse of a JWKS key that rsa/p256 accepted
-//! ([`NativeKey`]), preferred for verification when it exists. rsa/p256 always parse and check
+//! (`NativeKey`), preferred for verification when it exists. rsa/p256 always parse and check
 //! every key, so which keys a JWKS may hold never depends on the backend; a key the backend
 //! cannot parse is verified by rsa/p256 (`jws::VerifyKey::verify`). The shell's own verifier
 //! (the Worker's WebCrypto, a `VerifyBackend`) sits in front of both, per key.
