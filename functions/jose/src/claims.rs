@@ -79,6 +79,7 @@ pub enum ClaimsError {
 }
 
 /// A NumericDate (RFC 7519 §2): a non-negative number of seconds; fractions are truncated.
+#[inline]
 pub fn numeric_date(n: &serde_json::Number) -> Result<u64, ClaimsError> {
     if let Some(u) = n.as_u64() {
         return Ok(u);
@@ -95,6 +96,7 @@ fn required_date(n: Option<&serde_json::Number>, missing: ClaimsError) -> Result
 
 /// Checks `claims` against `v`: issuer, audience, `exp` and `iat` (required), expiry, issued in
 /// the future, `nbf` (when asked), `exp` after `iat`.
+#[inline]
 pub fn check(claims: &Registered<'_>, v: &Validation<'_>) -> Result<Times, ClaimsError> {
     use ClaimsError as E;
     if let Some(want) = v.issuer
