@@ -1,9 +1,10 @@
 //! The end-to-end suite, written once and run against every shell (Lambda under
 //! `cargo lambda watch`, Worker under workerd): real harness issuer, real HTTP.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
@@ -282,6 +283,7 @@ pub struct Started {
 /// Starts a harness with `clusters` and the Lambda under `cargo lambda watch` (trace logs, for
 /// the leak check) with the harness's config passed through `config`.
 pub fn start_lambda_env(clusters: &[&str], config: fn(&str) -> String) -> anyhow::Result<Started> {
+    let _busy = shared();
     let harness = Harness::start(clusters)?;
     let port = crate::free_port();
     let issuer = crate::procs::lambda_base_url(port);
@@ -306,6 +308,7 @@ pub fn start_lambda_env(clusters: &[&str], config: fn(&str) -> String) -> anyhow
 /// The same for the Worker under workerd. Its port is chosen at start, so its issuer is a name,
 /// not where it is served.
 pub fn start_worker_env(clusters: &[&str], config: fn(&str) -> String) -> anyhow::Result<Started> {
+    let _busy = shared();
     let harness = Harness::start(clusters)?;
     let issuer = "https://txbridge-worker.example.test".to_owned();
     let (toml, key) = harness.config(&issuer)?;
@@ -1532,12 +1535,45 @@ fn crypto_backend(env: &Env) -> anyhow::Result<()> {
 /// A case of a suite: a name and a check against the function under test.
 pub type Case = (&'static str, fn(&Env) -> anyhow::Result<()>);
 
+/// The suites of one test binary run in parallel. Each case, and each start of a function,
+/// holds this lock shared; a measurement that needs the machine to itself takes it exclusively
+/// ([`quiet`]), so the other suites pause between their cases meanwhile.
+static CASES: RwLock<()> = RwLock::new(());
+
+thread_local! {
+    /// This thread's shared hold of [`CASES`] while it runs a case.
+    static HELD: RefCell<Option<RwLockReadGuard<'static, ()>>> = const { RefCell::new(None) };
+}
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    CASES.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `f` while no other suite of this process runs a case or starts a function (for timing
+/// comparisons: the 2 cores of a CI machine are otherwise shared with them).
+pub fn quiet<T>(f: impl FnOnce() -> T) -> T {
+    let held = HELD.with(|h| h.borrow_mut().take());
+    let was_held = held.is_some();
+    drop(held);
+    let out = {
+        let _alone = CASES.write().unwrap_or_else(PoisonError::into_inner);
+        f()
+    };
+    if was_held {
+        HELD.with(|h| *h.borrow_mut() = Some(shared()));
+    }
+    out
+}
+
 /// Runs every case, printing each outcome; returns the failures.
 pub fn run_cases(env: &Env, cases: &[Case]) -> Vec<String> {
     let mut failures = Vec::new();
     for (name, case) in cases {
         let started = std::time::Instant::now();
-        match case(env) {
+        HELD.with(|h| *h.borrow_mut() = Some(shared()));
+        let outcome = case(env);
+        HELD.with(|h| h.borrow_mut().take());
+        match outcome {
             Ok(()) => eprintln!("ok   {name} ({:?})", started.elapsed()),
             Err(e) => {
                 eprintln!("FAIL {name}: {e:#}");
