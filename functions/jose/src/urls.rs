@@ -34,13 +34,16 @@ pub fn check_url(url: &Url, allow_http_loopback: bool) -> Result<(), &'static st
     }
 }
 
-/// Parses a URL the way txbridge accepts them: ASCII only, and an authority (host and port) that
-/// is not percent-encoded, matched case-insensitively (it is lowercased before parsing). An
+/// Parses a URL the way txbridge accepts them: printable ASCII only, and an authority whose host is
+/// a plain DNS name or IP literal with an optional port (nothing percent-encoded), matched
+/// case-insensitively (it is lowercased before parsing). An
 /// internationalised host is written in its xn-- form: url's IDNA back end is the ASCII-only one
 /// (see Cargo.toml), which must only ever see lowercase ASCII. Every URL from config, a discovery
 /// document or a caller goes through here.
 pub fn parse_url_ascii(text: &str) -> Option<Url> {
-    if !text.is_ascii() {
+    // url drops tabs and newlines anywhere and trims control characters and spaces at the ends,
+    // which would let it read an authority other than the one checked below.
+    if !text.bytes().all(|b| b.is_ascii_graphic()) {
         return None;
     }
     // `scheme://authority...`, nothing looser ("https:host", backslashes): the authority must be
@@ -56,7 +59,15 @@ pub fn parse_url_ascii(text: &str) -> Option<Url> {
     let rest = rest.strip_prefix("//").filter(|_| valid_scheme)?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    if authority.contains(['%', '\\']) {
+    // An empty authority ("https:///host") makes url skip the extra slashes and read the host from
+    // what follows, unchecked and not lowercased.
+    if authority.is_empty() || authority.contains(['%', '\\']) {
+        return None;
+    }
+    // url reads the host after the last '@' (userinfo is refused later, by `check_url`, with its
+    // own message). The host is a DNS name or an IP literal, so IDNA only ever sees its fast path.
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    if !is_plain_host_port(host_port) {
         return None;
     }
     Url::parse(&format!(
@@ -64,4 +75,102 @@ pub fn parse_url_ascii(text: &str) -> Option<Url> {
         authority.to_ascii_lowercase()
     ))
     .ok()
+}
+
+/// `host[:port]`: a DNS name or IPv4 address (letters, digits, `.`, `-`, `_`) or a bracketed IPv6
+/// literal, and an optional decimal port.
+fn is_plain_host_port(host_port: &str) -> bool {
+    let (host_ok, port) = match host_port.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, rest)) => (
+                !ip.is_empty()
+                    && ip
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b)),
+                rest,
+            ),
+            None => return false,
+        },
+        None => {
+            let end = host_port.find(':').unwrap_or(host_port.len());
+            let (host, rest) = host_port.split_at(end);
+            (
+                !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b)),
+                rest,
+            )
+        }
+    };
+    host_ok
+        && (port.is_empty()
+            || port
+                .strip_prefix(':')
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// URLs are ASCII with a plain (not percent-encoded) authority, matched case-insensitively.
+    /// Found by fuzzing (target `jws`, a discovery document's jwks_uri): a percent-encoded host with
+    /// uppercase letters reached the ASCII-only IDNA back end, whose debug assertion fired. Twice:
+    /// the second time behind an empty authority (`https:///H%C3%A9`), which url skips.
+    #[test]
+    fn urls_are_ascii_with_a_plain_authority() {
+        let table: &[(&str, Option<&str>)] = &[
+            (
+                "https://oidc.example.com/x/y?q=1",
+                Some("https://oidc.example.com/x/y?q=1"),
+            ),
+            (
+                "https://OIDC.Example.COM/Keys/A",
+                Some("https://oidc.example.com/Keys/A"),
+            ),
+            ("http://127.0.0.1:8080/A", Some("http://127.0.0.1:8080/A")),
+            ("https://[::1]:8443/", Some("https://[::1]:8443/")),
+            (
+                "https://xn--bcher-kva.example/",
+                Some("https://xn--bcher-kva.example/"),
+            ),
+            ("https://bücher.example/", None),
+            ("https://%41%42.example/", None),
+            (
+                "https://WlDDD[DD@DD%DDD:DDD.e(ample.~test/penid/v02/jwks",
+                None,
+            ),
+            ("https://a.example/%41", Some("https://a.example/%41")),
+            ("no-scheme.example/x", None),
+            ("https:DDD[DD@DD%DDD___ttps://WlDDD/jwks", None),
+            ("https:host.example/x", None),
+            (r"https:\\HOST.example/x", None),
+            (r"https://HOST.example\X%41/y", None),
+            ("1https://a.example/", None),
+            ("https:///H%C3%A9/", None),
+            ("https:///a.example/", None),
+            ("https:////aH%C3%A9/", None),
+            ("https://\t/H%C3%A9/", None),
+            ("https://a\n/H%C3%A9/", None),
+            (" https://a.example/", None),
+            ("https://a.example/\u{7f}", None),
+            ("https://a.example/a b", None),
+            ("https://A.example?Q", Some("https://a.example/?Q")),
+            ("https://a.example:8443/", Some("https://a.example:8443/")),
+            ("https://a_b.example/", Some("https://a_b.example/")),
+            ("https://user@a.example/", Some("https://user@a.example/")),
+            ("https://a.example:84x3/", None),
+            ("https://a.ex(ample/", None),
+            ("https://a.example]:1/", None),
+            ("https://[::1/", None),
+            ("https://[]/", None),
+            ("https://[::G]/", None),
+            ("https://:443/", None),
+        ];
+        for (text, want) in table {
+            let got = parse_url_ascii(text).map(|u| u.to_string());
+            assert_eq!(got.as_deref(), *want, "{text}");
+        }
+    }
 }
