@@ -561,7 +561,7 @@ if cur:
       "key WebCrypto would refuse, so acceptance and verdicts are unchanged.")
     w("- The wasm shrank although WebCrypto glue was added: url's IDNA back end is pinned to its "
       "ASCII-only variant (`idna_adapter` 1.0), which drops the ICU4X Unicode tables (~90 KiB); a "
-      "URL with a non-ASCII host is refused (write it as xn--).")
+      "URL with an internationalised host (Unicode or xn--) is refused.")
     w("- Wall clock per exchange (last column) includes the client and the loopback round trip.")
 elif wk:
     w(f"- Worker CPU: not measured ({wk.get('error', 'no result')}).")

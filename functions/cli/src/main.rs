@@ -60,7 +60,7 @@ enum Command {
 fn parse_url(s: &str) -> Result<String, String> {
     txbridge_verifier::parse_url_ascii(s)
         .map(|_| s.to_owned())
-        .ok_or_else(|| "not a URL".to_owned())
+        .map_err(|why| format!("not a URL: {why}"))
 }
 
 fn parse_duration(s: &str) -> Result<u64, String> {

@@ -355,7 +355,8 @@ fn duration(
 }
 
 fn parse_url(key: &str, text: &str, allow_http_loopback: bool) -> Result<Url, ConfigError> {
-    let url = parse_url_ascii(text).ok_or_else(|| invalid(format!("{key} is not a valid URL")))?;
+    let url =
+        parse_url_ascii(text).map_err(|why| invalid(format!("{key} is not a valid URL: {why}")))?;
     check_url(&url, allow_http_loopback).map_err(|why| invalid(format!("{key} {why}")))?;
     Ok(url)
 }

@@ -624,7 +624,7 @@ pub fn parse_discovery(
     if doc.issuer != cluster.issuer {
         return Err(FetchError::IssuerMismatch);
     }
-    let url = parse_url_ascii(&doc.jwks_uri).ok_or(FetchError::BadJwksUri)?;
+    let url = parse_url_ascii(&doc.jwks_uri).map_err(|_| FetchError::BadJwksUri)?;
     if !cluster.url_allowed(&url) {
         return Err(FetchError::BadJwksUri);
     }

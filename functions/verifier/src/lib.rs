@@ -234,7 +234,7 @@ impl Builder {
     }
 
     fn url(&self, text: &str, what: &'static str) -> Result<Url, Error> {
-        let url = txbridge_jose::parse_url_ascii(text).ok_or(Error::Config(what))?;
+        let url = txbridge_jose::parse_url_ascii(text).map_err(|_| Error::Config(what))?;
         check_url(&url, self.allow_http_loopback).map_err(|_| Error::Config(what))?;
         Ok(url)
     }
