@@ -3,8 +3,11 @@ variable "issuer" {
   type        = string
 
   validation {
-    condition     = can(regex("^https://[^/?#\\s]+(/[^?#\\s]*[^/?#\\s])?$", var.issuer))
-    error_message = "issuer must be an https URL without query, fragment or trailing slash."
+    condition = (
+      can(regex("^https://([A-Za-z0-9._-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]+)?(/[^?#]*[^/?#])?$", var.issuer)) &&
+      can(regex("^[!-~]+$", var.issuer)) && !can(regex("(?i)^https://([^/]*\\.)?xn--", var.issuer))
+    )
+    error_message = "issuer must be a printable-ASCII https URL without query, fragment or trailing slash; its host a DNS name (letters, digits, '.', '-', '_', no xn-- label) or IP literal."
   }
 }
 
@@ -152,11 +155,13 @@ variable "clusters" {
     condition = alltrue(flatten([
       for c in var.clusters : [
         for u in compact([c.issuer, c.discovery_url, c.jwks_url]) :
-        can(regex("^https://[^/?#\\s]+", u)) ||
-        (coalesce(c.insecure_allow_http_loopback, false) && can(regex("^http://(127\\.0\\.0\\.1|\\[::1\\])(:[0-9]+)?(/|$)", u)))
+        can(regex("^[!-~]+$", u)) && !can(regex("(?i)^https?://([^/?#]*\\.)?xn--", u)) && (
+          can(regex("^https://([A-Za-z0-9._-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]+)?([/?]|$)", u)) ||
+          (coalesce(c.insecure_allow_http_loopback, false) && can(regex("^http://(127\\.0\\.0\\.1|\\[::1\\])(:[0-9]+)?(/|$)", u)))
+        )
       ]
     ]))
-    error_message = "Cluster issuer, discovery_url and jwks_url must be https URLs (http only on loopback with insecure_allow_http_loopback = true)."
+    error_message = "Cluster issuer, discovery_url and jwks_url must be printable-ASCII https URLs (http only on loopback with insecure_allow_http_loopback = true), their host a DNS name (letters, digits, '.', '-', '_', no xn-- label) or IP literal."
   }
 
   validation {
