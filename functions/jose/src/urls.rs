@@ -86,38 +86,37 @@ pub fn parse_url_ascii(text: &str) -> Result<Url, &'static str> {
 /// a bracketed IPv6 literal, and an optional decimal port. `host_port` is lowercase.
 fn check_host_port(host_port: &str) -> Result<(), &'static str> {
     const HOST: &str = "host must be a DNS name (letters, digits, '.', '-', '_') or IP literal";
-    let (host_ok, port) = match host_port.strip_prefix('[') {
+    let port = match host_port.strip_prefix('[') {
         Some(v6) => {
             let (ip, rest) = v6.split_once(']').ok_or(HOST)?;
-            let ok = !ip.is_empty()
-                && ip
+            if ip.is_empty()
+                || !ip
                     .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b));
-            (ok, rest)
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
+            {
+                return Err(HOST);
+            }
+            rest
         }
         None => {
             let (host, rest) = host_port.split_at(host_port.find(':').unwrap_or(host_port.len()));
-            let ok = !host.is_empty()
-                && host
+            if host.is_empty()
+                || !host
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b));
-            if ok && host.split('.').any(|label| label.starts_with("xn--")) {
+                    .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
+            {
+                return Err(HOST);
+            }
+            if host.split('.').any(|label| label.starts_with("xn--")) {
                 return Err("host must not be an internationalised (xn--) name");
             }
-            (ok, rest)
+            rest
         }
     };
-    if !host_ok {
-        return Err(HOST);
-    }
-    let port_ok = port.is_empty()
-        || port
-            .strip_prefix(':')
-            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
-    if port_ok {
-        Ok(())
-    } else {
-        Err("port must be decimal digits")
+    match port.strip_prefix(':') {
+        None if port.is_empty() => Ok(()),
+        Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        _ => Err("port must be decimal digits"),
     }
 }
 
