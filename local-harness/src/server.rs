@@ -7,7 +7,10 @@
 //! - `GET BASE/mirror/NAME/...` the same documents for mirror clusters (`issuer` is the issuer string)
 //! - `POST BASE/clusters/NAME/api/v1/namespaces/NS/serviceaccounts/SA/token` (JSON or the protobuf
 //!   kubectl sends) -> 201 TokenRequest; plus `/version`, `/api`, `/apis`, `/api/v1` stubs
-//! - `GET BASE/admin/clusters`; `POST BASE/admin/clusters/NAME/rotate[?keep_old=false]`;
+//! - `GET BASE/admin/clusters`; `POST BASE/admin/clusters/NAME/rotate[?keep_old=false]
+//!   [&publish=false]` (`publish=false`: the new key signs at once but is left out of the JWKS,
+//!   as a lagging apiserver replica or mirror would serve it, until `POST
+//!   BASE/admin/clusters/NAME/publish`);
 //!   `POST BASE/admin/clusters/NAME/sign` `{"header", "claims", "key": "active"|"foreign",
 //!   "key_mismatch"?, "hmac_secret"?}` (header and claims signed byte for byte as sent);
 //!   `POST BASE/admin/clusters/NAME/fault` `{"target": "discovery"|"jwks"|"both", "mode": ...}`;
@@ -162,6 +165,8 @@ struct KeySet {
     active: Arc<KeyPair>,
     /// Older keys still published (rotation overlap), newest first.
     previous: Vec<Arc<KeyPair>>,
+    /// The active key signs, but the JWKS does not list it yet (a lagging replica or mirror).
+    unpublished: bool,
 }
 
 #[derive(Debug)]
@@ -208,7 +213,9 @@ impl Cluster {
 
     fn jwks(&self) -> Value {
         let keys = self.keys();
-        let jwks: Vec<&Value> = std::iter::once(&keys.active)
+        let active = (!keys.unpublished).then_some(&keys.active);
+        let jwks: Vec<&Value> = active
+            .into_iter()
             .chain(&keys.previous)
             .map(|k| k.public_jwk())
             .collect();
@@ -461,6 +468,7 @@ fn new_cluster(base_url: &str, spec: ClusterSpec, key: KeyPair) -> Cluster {
         keys: RwLock::new(KeySet {
             active: Arc::new(key),
             previous: Vec::new(),
+            unpublished: false,
         }),
         faults: watch::Sender::new(Faults::default()),
         stats: Stats::default(),
@@ -514,6 +522,7 @@ fn router(state: Shared) -> Router {
         .route("/clusters/{name}/api/v1", get(kube_api_v1))
         .route("/admin/clusters", get(admin_clusters))
         .route("/admin/clusters/{name}/rotate", post(admin_rotate))
+        .route("/admin/clusters/{name}/publish", post(admin_publish))
         .route("/admin/clusters/{name}/sign", post(admin_sign))
         .route("/admin/clusters/{name}/fault", post(admin_fault))
         .route("/admin/stats", get(admin_stats))
@@ -841,6 +850,8 @@ async fn admin_clusters(State(state): State<Shared>) -> Response {
 #[derive(Debug, Deserialize)]
 struct RotateQuery {
     keep_old: Option<bool>,
+    /// `false`: leave the new key out of the JWKS until `/publish`.
+    publish: Option<bool>,
 }
 
 async fn admin_rotate(
@@ -866,11 +877,25 @@ async fn admin_rotate(
         } else {
             keys.previous.clear();
         }
+        keys.unpublished = !query.publish.unwrap_or(true);
     }
     json_response(
         StatusCode::OK,
         &json!({ "kid": kid, "kids": cluster.info().kids }),
     )
+}
+
+/// Publishes a key that `rotate?publish=false` left out of the JWKS.
+async fn admin_publish(State(state): State<Shared>, Path(name): Path<String>) -> Response {
+    let Some(cluster) = state.cluster(&name) else {
+        return no_such_cluster(&name);
+    };
+    cluster
+        .keys
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .unpublished = false;
+    json_response(StatusCode::OK, &json!({ "kids": cluster.info().kids }))
 }
 
 #[derive(Debug, Default, Deserialize)]

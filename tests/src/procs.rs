@@ -256,6 +256,21 @@ impl Harness {
         Ok(v["kid"].as_str().context("kid")?.to_owned())
     }
 
+    /// Rotates to a new key that signs at once but is not in the JWKS yet (a lagging apiserver
+    /// replica or mirror); [`Harness::publish`] lists it.
+    pub fn rotate_unpublished(&self, cluster: &str) -> anyhow::Result<String> {
+        let v = self.post(
+            &format!("/admin/clusters/{cluster}/rotate?keep_old=true&publish=false"),
+            &Value::Null,
+        )?;
+        Ok(v["kid"].as_str().context("kid")?.to_owned())
+    }
+
+    pub fn publish(&self, cluster: &str) -> anyhow::Result<()> {
+        self.post(&format!("/admin/clusters/{cluster}/publish"), &Value::Null)?;
+        Ok(())
+    }
+
     pub fn fault(&self, cluster: &str, target: &str, mode: &str) -> anyhow::Result<()> {
         self.post(
             &format!("/admin/clusters/{cluster}/fault"),

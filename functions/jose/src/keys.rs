@@ -15,11 +15,14 @@
 //! - A request waits on the upstream only when its cluster has no usable keys (cold, or past the
 //!   grace), or when its `kid` is unknown.
 //! - An unknown `kid` triggers at most one refresh per `min_refresh_interval` per cluster (no
-//!   burst). Still unknown after a refresh that started after the request arrived, or a kid that
-//!   a refresh already missed (remembered for `ttl`): a definite "unknown key" (the caller's
-//!   `invalid_request`). Unknown while no refresh is allowed yet: unavailable, with a
-//!   `Retry-After` of the seconds until one is (a key that has just rotated must get a retryable
-//!   answer, never a definite one).
+//!   burst). Still unknown after a refresh that started after the request arrived: a definite
+//!   "unknown key" (the caller's `invalid_request`). Unknown while no refresh is allowed yet:
+//!   unavailable, with a `Retry-After` of the seconds until one is (a key that has just rotated,
+//!   or that a lagging mirror publishes a little late, must get a retryable answer).
+//! - Any fetch that misses a requested kid (a cold fetch too) counts as that interval's refresh:
+//!   the miss is remembered only until the next refresh is allowed, never longer, so a key
+//!   published late is accepted at most one interval later, and a flood of one bogus kid costs
+//!   at most one fetch per interval.
 //! - A failed fetch backs off exponentially: 1 s, doubling up to `min_refresh_interval`. While it
 //!   backs off, requests that need the upstream get 503 with the seconds left as `Retry-After`.
 //!
@@ -33,17 +36,14 @@
 //! its fetch, when its owner is dropped (a cancelled request), or at the latest after
 //! [`FETCH_DEADLINE`] (a task frozen with its environment).
 
-use std::future::Future;
-use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
 use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
 
 use crate::jws::{self, VerifyBackend, VerifyKey};
-use crate::ports::{AsyncRuntime, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY};
+use crate::ports::{AsyncRuntime, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY, with_deadline};
 use crate::urls::{check_url, parse_url_ascii};
 
 /// Key cache tuning, in seconds (the config's `[key_cache]`).
@@ -139,10 +139,10 @@ impl KeySnapshot {
 }
 
 /// Longest a fetch (discovery + JWKS) may take before it counts as failed, whatever the shell's
-/// HTTP client does; also the longest a request waits for another's fetch.
-pub const FETCH_DEADLINE: Duration = Duration::from_secs(11);
-/// How many missed kids are remembered per cluster.
-const MAX_MISSED_KIDS: usize = 64;
+/// HTTP client does (each of its requests gives up after 4 s); also the longest a request waits
+/// for another's fetch. Within the exchange's whole upstream budget (8 s, txbridge-core), which
+/// stays below the Lambda's timeout (Terraform default 15 s) with a margin.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(6);
 /// The first and the longest pause between two looks at the state while another fetch runs.
 const POLL_FIRST: Duration = Duration::from_millis(2);
 const POLL_MAX: Duration = Duration::from_millis(25);
@@ -159,15 +159,14 @@ struct State {
     /// The fetch in progress, if any (single flight).
     flight: Option<Flight>,
     next_flight: u64,
-    /// When the last unknown-kid refresh started (rate limit), Unix ms.
+    /// When the last fetch that looked for an unknown kid started (the rate limit of unknown-kid
+    /// refreshes), Unix ms: a refresh for one, or any fetch that missed the kid it was asked for.
     last_kid_refresh_ms: Option<u64>,
     /// Consecutive failed fetches, and until when to back off, Unix ms.
     failures: u32,
     backoff_until_ms: u64,
     /// When the last failed fetch ended, and why it failed.
     last_failure: Option<(u64, FetchError)>,
-    /// Kids a fetch did not find, with when, Unix ms.
-    missed: Vec<(String, u64)>,
 }
 
 /// Bounds on the time one slot spends per decision, in milliseconds.
@@ -220,12 +219,6 @@ impl State {
             started_ms: now,
         });
         self.next_flight
-    }
-
-    fn missed(&self, kid: &str, now: u64, t: &Tuning) -> bool {
-        self.missed
-            .iter()
-            .any(|(k, at)| k == kid && now < at.saturating_add(t.ttl))
     }
 
     /// A fetch failed after the request arrived (its own, or the one it waited for): give up
@@ -296,10 +289,8 @@ impl State {
             }
             return Step::Ready(snap);
         }
-        // Unknown kid. Definite when keys fetched after the request arrived lack it, or a fetch
-        // already missed it.
-        let kid = kid.unwrap_or_default();
-        if snap.fetched_at_ms >= definite_after || self.missed(kid, now, t) {
+        // Unknown kid. Definite when keys fetched after the request arrived lack it.
+        if snap.fetched_at_ms >= definite_after {
             return Step::Ready(snap);
         }
         if let Some(step) = self.upstream_busy(arrival, now, in_flight, backing_off) {
@@ -334,15 +325,10 @@ impl State {
         match result {
             Ok(keys) => {
                 let found = keys.len();
-                if let Some(k) =
-                    kid.filter(|k| !keys.iter().any(|key| key.kid.as_deref() == Some(*k)))
-                {
-                    self.missed
-                        .retain(|(_, at)| ended < at.saturating_add(t.ttl));
-                    if self.missed.len() >= MAX_MISSED_KIDS {
-                        self.missed.remove(0);
-                    }
-                    self.missed.push((k.to_owned(), ended));
+                // A miss counts as this interval's unknown-kid refresh (module docs).
+                if kid.is_some_and(|k| !keys.iter().any(|key| key.kid.as_deref() == Some(k))) {
+                    self.last_kid_refresh_ms =
+                        Some(self.last_kid_refresh_ms.map_or(started, |l| l.max(started)));
                 }
                 self.snapshot = Some(Arc::new(KeySnapshot {
                     keys,
@@ -516,8 +502,8 @@ impl KeyCache {
     }
 }
 
-/// Performs the fetch claimed as `id` (started at `started`) and stores its outcome; `kid` is
-/// remembered as missed when the new keys lack it.
+/// Performs the fetch claimed as `id` (started at `started`) and stores its outcome; a miss of
+/// `kid` counts as the interval's unknown-kid refresh.
 async fn refresh(
     slot: &Slot,
     s: &Shared,
@@ -557,25 +543,6 @@ async fn refresh(
         Err(error) => tracing::warn!(cluster = %name, %error, "issuer key fetch failed"),
     }
     outcome
-}
-
-/// `work`, or `None` when `deadline` completes first.
-async fn with_deadline<T>(
-    deadline: impl Future<Output = ()>,
-    work: impl Future<Output = T>,
-) -> Option<T> {
-    let mut deadline = pin!(deadline);
-    let mut work = pin!(work);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = work.as_mut().poll(cx) {
-            return Poll::Ready(Some(v));
-        }
-        if deadline.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
-    })
-    .await
 }
 
 fn get(url: &Url) -> http::Request<Vec<u8>> {

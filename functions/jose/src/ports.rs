@@ -81,3 +81,23 @@ pub trait AsyncRuntime: Send + Sync {
     /// which resumes in later invocations of a frozen environment; Worker: `waitUntil`).
     fn spawn(&self, task: Task);
 }
+
+/// `work`, or `None` when `deadline` (a timer of the shell's runtime) completes first. Dropping
+/// `work` then cancels it; a key-cache claim it held is released on drop.
+pub async fn with_deadline<T>(
+    deadline: impl std::future::Future<Output = ()>,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let mut deadline = std::pin::pin!(deadline);
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = work.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(v));
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

@@ -439,6 +439,29 @@ async fn rotation_keeps_or_drops_the_old_key() {
         .unwrap_err();
     assert!(err.contains("kid not in JWKS"), "{err}");
 
+    // A key published late: it signs at once, the JWKS lists it only after /publish.
+    let (status, resp) = h
+        .post("/admin/clusters/gamma/rotate?publish=false", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let late_kid = resp["kid"].clone();
+    let (_, resp) = h.token("gamma", json!({"audiences": ["txbridge"]})).await;
+    let late_token = resp["status"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(segment(&late_token, 0)["kid"], late_kid);
+    let info = h.cluster("gamma").await;
+    let listed = |jwks: &JwkSet| {
+        jwks.keys
+            .iter()
+            .any(|k| k.common.key_id.as_deref() == late_kid.as_str())
+    };
+    assert!(!listed(&jwks_of(&h, &info).await), "not published yet");
+    let (status, _) = h.post("/admin/clusters/gamma/publish", json!({})).await;
+    assert_eq!(status, 200);
+    assert!(listed(&jwks_of(&h, &info).await), "published");
+    verify(&h, "gamma", &late_token, Algorithm::ES256)
+        .await
+        .unwrap();
+
     h.stop().await;
 }
 
