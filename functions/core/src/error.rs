@@ -98,6 +98,10 @@ pub enum Error {
     },
     #[error("token signing is temporarily unavailable")]
     SigningUnavailable,
+    /// The TxToken would be longer than the 8 KiB any consumer (and this service, replacing it)
+    /// accepts: large `request_details`, or a long replacement chain with `request_context`.
+    #[error("transaction token too large")]
+    TokenTooLarge,
     #[error("internal error")]
     Internal,
 }
@@ -162,7 +166,8 @@ impl From<&Error> for WireError {
             | Error::ReplacementChainTooLong
             | Error::NotAuthorized
             | Error::RequestDetailsConflict
-            | Error::RequestContextReserved => (StatusCode::BAD_REQUEST, InvalidRequest),
+            | Error::RequestContextReserved
+            | Error::TokenTooLarge => (StatusCode::BAD_REQUEST, InvalidRequest),
         };
         let retry_after = match err {
             Error::UpstreamUnavailable { retry_after } => Some((*retry_after).max(1)),
@@ -176,10 +181,42 @@ impl From<&Error> for WireError {
         WireError {
             status,
             code,
-            // Every Display above is a fixed string or names a fixed parameter: safe to send.
-            description: err.to_string(),
+            description: err.client_description(),
             retry_after,
             allow,
+        }
+    }
+}
+
+/// What a client is told about an invalid subject or actor token (contract: `error_description`
+/// is generic). Until the signature has verified, no answer may tell a trusted issuer from an
+/// untrusted one, or anyone could list the trusted clusters without a token: "issuer is not
+/// trusted", "signing algorithm is not allowed", "signing key is unknown" and "signature is
+/// invalid" all read "token could not be verified" (the debug log says which). What the parser
+/// sees without any config (too large, not a JWS, bad header, `crit`) and what a holder of a
+/// validly signed token needs to fix its request (expired, wrong audience, lifetime, not a
+/// service account token) is said as it is.
+const UNVERIFIED: &str = "token could not be verified";
+
+fn token_description(e: SubjectTokenError) -> String {
+    use SubjectTokenError as S;
+    match e {
+        S::UntrustedIssuer | S::AlgorithmNotAllowed | S::UnknownKey | S::BadSignature => {
+            UNVERIFIED.to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+impl Error {
+    /// The `error_description` sent to the client: a fixed string, or one naming a fixed
+    /// parameter; never token contents, policy text or key ids ([`token_description`] for what is
+    /// said about a subject token).
+    pub fn client_description(&self) -> String {
+        match self {
+            Error::SubjectToken(e) => format!("invalid subject token: {}", token_description(*e)),
+            Error::ActorToken(e) => format!("invalid actor token: {}", token_description(*e)),
+            other => other.to_string(),
         }
     }
 }

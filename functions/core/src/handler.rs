@@ -18,7 +18,7 @@ use crate::workload;
 use txbridge_jose::crypto;
 use txbridge_jose::jws::{VerifyBackend, VerifyKey};
 use txbridge_jose::keys::KeyCache;
-use txbridge_jose::ports::{AsyncRuntime, Clock, HttpClient};
+use txbridge_jose::ports::{AsyncRuntime, Clock, HttpClient, with_deadline};
 use txbridge_jose::txtoken::{self, Expectations, TxTokenError};
 
 /// Request extension a shell sets to the caller's address as its platform reports it
@@ -29,11 +29,20 @@ pub struct ClientIp(pub IpAddr);
 /// Headers naming the requesting workload (`req_wl`).
 pub use crate::workload::WORKLOAD_HEADERS;
 
+/// The most one token request may spend waiting on upstreams (issuer discovery and JWKS for the
+/// subject and the actor, a KMS `Sign`): past it the answer is 503 `temporarily_unavailable`
+/// with `Retry-After`. Each key fetch is bounded at 6 s and each upstream request at 4 s; this
+/// bounds their sum, so a stalled issuer or KMS gets a 503 well within the Lambda's timeout
+/// (Terraform default 15 s, which also leaves room for a cold start retried in the request)
+/// instead of a 502 and a reset execution environment.
+pub const UPSTREAM_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// The exchange service, built once per cold start and shared by all requests.
 pub struct TxBridge {
     config: Config,
     keys: KeySet,
     clock: Arc<dyn Clock>,
+    runtime: Arc<dyn AsyncRuntime>,
     cache: KeyCache,
     jwks_body: Vec<u8>,
     metadata_body: Vec<u8>,
@@ -72,7 +81,13 @@ impl TxBridge {
         runtime: Arc<dyn AsyncRuntime>,
     ) -> Self {
         let sources = config.clusters.iter().map(|c| c.key_source()).collect();
-        let cache = KeyCache::new(sources, config.key_cache, http, clock.clone(), runtime);
+        let cache = KeyCache::new(
+            sources,
+            config.key_cache,
+            http,
+            clock.clone(),
+            runtime.clone(),
+        );
         let jwks_body = serde_json::to_vec(&keys.jwks()).unwrap_or_default();
         let metadata_body = serde_json::to_vec(&metadata(&config)).unwrap_or_default();
         // The active key is a checked P-256 key with a kid, so this cannot drop it.
@@ -85,6 +100,7 @@ impl TxBridge {
             config,
             keys,
             clock,
+            runtime,
             cache,
             jwks_body,
             metadata_body,
@@ -155,7 +171,17 @@ impl TxBridge {
         } else {
             "-".to_owned()
         };
-        match self.try_exchange(req).await {
+        let budget = self.runtime.sleep(UPSTREAM_BUDGET);
+        let outcome = with_deadline(budget, self.try_exchange(req))
+            .await
+            .unwrap_or_else(|| {
+                tracing::warn!(
+                    budget_s = UPSTREAM_BUDGET.as_secs(),
+                    "token request exceeded its upstream budget"
+                );
+                Err(Error::UpstreamUnavailable { retry_after: 1 })
+            });
+        match outcome {
             Ok(issued) => {
                 tracing::info!(
                     outcome = "issued",

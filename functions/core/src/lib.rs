@@ -51,7 +51,7 @@ pub use handler::{ClientIp, TxBridge, WORKLOAD_HEADERS, error_response, unavaila
 pub use subject::SubjectTokenError;
 
 // Configuration.
-pub use config::{Cluster, Config, ConfigError, SignerConfig, SignerKind};
+pub use config::{Cluster, Config, ConfigError, ConfigProblem, SignerConfig, SignerKind};
 pub use txbridge_jose::KeyCacheConfig;
 
 // Ports the shells implement, and the signing port (txbridge-signer).

@@ -10,7 +10,7 @@ use txbridge_signer::Signer;
 use crate::error::Error;
 use crate::identity::Subject;
 use crate::subject::SubjectTokenError;
-use txbridge_jose::jws::{b64_encode, b64_encode_into};
+use txbridge_jose::jws::{MAX_TOKEN_LEN, b64_encode, b64_encode_into};
 use txbridge_jose::txtoken::TXN_TOKEN_TYP;
 
 /// tctx keys txbridge sets from the verified subject.
@@ -168,6 +168,9 @@ struct Header<'a> {
     typ: &'a str,
 }
 
+/// The base64url length of an ES256 (P-256, `r || s`) signature: 64 bytes.
+const ES256_SIGNATURE_B64_LEN: usize = 86;
+
 /// Serializes and signs a TxToken's claims: header `{"alg", "typ": "txntoken+jwt", "kid"}`.
 /// `txn` is only for the log line of a signing failure.
 pub async fn sign_claims<C: Serialize + ?Sized>(
@@ -186,6 +189,12 @@ pub async fn sign_claims<C: Serialize + ?Sized>(
     b64_encode_into(&header, &mut token);
     token.push('.');
     b64_encode_into(&claims, &mut token);
+    // Never issue a token that no consumer (nor this service, replacing it) would accept; checked
+    // before the signer is asked, so an oversized request costs no KMS call.
+    if token.len() + 1 + ES256_SIGNATURE_B64_LEN > MAX_TOKEN_LEN {
+        tracing::debug!(txn = %txn, len = token.len(), "transaction token too large");
+        return Err(Error::TokenTooLarge);
+    }
     let signature = signer.sign(token.as_bytes()).await.map_err(|e| {
         tracing::warn!(error = %e, txn = %txn, "signing failed");
         Error::SigningUnavailable

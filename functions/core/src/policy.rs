@@ -4,12 +4,18 @@ use std::collections::BTreeMap;
 
 use crate::identity::Subject;
 
-/// A compiled name pattern: exact, or with `*` wildcards matching any run of characters.
+/// A compiled name pattern: exact, or with `*` wildcards. A `*` matches any run of characters
+/// except `/` and `:`, so a glob never reaches into another segment of a SPIFFE id
+/// (`spiffe://td/ns/NS/sa/SA`) or of the default `cluster:namespace:sa` workload id:
+/// `checkout-worker-*` does not match `checkout-worker-eu:payments:admin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
-    parts: Vec<String>,
+    pattern: String,
     wildcard: bool,
 }
+
+/// Characters a `*` never matches: segment separators of workload ids.
+const SEPARATORS: [char; 2] = ['/', ':'];
 
 impl Glob {
     /// Compiles a pattern of Kubernetes name characters and `*`.
@@ -29,38 +35,59 @@ impl Glob {
     /// A glob of any characters (the caller checked them); `*` is the wildcard.
     pub(crate) fn unchecked(pattern: &str) -> Glob {
         Glob {
-            parts: pattern.split('*').map(str::to_owned).collect(),
+            pattern: pattern.to_owned(),
             wildcard: pattern.contains('*'),
         }
     }
 
+    /// Does `name` match? Separators (`/`, `:`) must line up one for one; within a segment `*`
+    /// matches any run of characters. Linear in the lengths of pattern and name.
     pub fn matches(&self, name: &str) -> bool {
         if !self.wildcard {
-            return self.parts.first().is_some_and(|p| p == name);
+            return self.pattern == name;
         }
-        let (first, rest) = match self.parts.split_first() {
-            Some(x) => x,
-            None => return false,
+        let separators = |s: &str| {
+            s.chars()
+                .filter(|c| SEPARATORS.contains(c))
+                .collect::<Vec<_>>()
         };
-        let Some(mut remaining) = name.strip_prefix(first.as_str()) else {
+        if separators(&self.pattern) != separators(name) {
             return false;
-        };
-        let Some((last, middle)) = rest.split_last() else {
-            return true;
-        };
-        for part in middle {
-            match remaining.find(part.as_str()) {
-                Some(pos) => remaining = &remaining[pos + part.len()..],
-                None => return false,
-            }
         }
-        remaining.len() >= last.len() && remaining.ends_with(last.as_str())
+        self.pattern
+            .split(SEPARATORS)
+            .zip(name.split(SEPARATORS))
+            .all(|(p, n)| segment_matches(p, n))
     }
+}
+
+/// A glob segment (no separators) against a name segment: `*` matches any run of characters.
+/// Each literal part is matched at its leftmost possible place, which is correct for globs whose
+/// only wildcard is `*`.
+fn segment_matches(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(pos) => rest = &rest[pos + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// One compiled `[[policies]]` entry.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// Names the policy in logs, metrics and explanations (`policies[N]` when unset).
+    pub(crate) id: String,
     pub(crate) cluster: Glob,
     pub(crate) namespace: Glob,
     pub(crate) service_account: Glob,
@@ -204,6 +231,60 @@ mod tests {
                 "{pattern} vs {name}"
             );
         }
+        // Workload globs: `*` stops at `/` and `:` (segments of SPIFFE and default ids).
+        let workload_cases: &[(&str, &str, bool)] = &[
+            ("checkout-worker-*", "checkout-worker-eu", true),
+            (
+                "checkout-worker-*",
+                "checkout-worker-eu:payments:admin",
+                false,
+            ),
+            ("checkout-worker-*", "checkout-worker-eu/x", false),
+            ("prod:payments:*", "prod:payments:checkout", true),
+            ("prod:payments:*", "prod:payments:checkout:x", false),
+            ("prod:*:checkout", "prod:payments:checkout", true),
+            ("prod:*:checkout", "prod:a:b:checkout", false),
+            ("*", "a:b", false),
+            ("*:*:*", "a:b:c", true),
+            ("*:*:*", "::", true),
+            (
+                "spiffe://example.test/ns/payments/sa/*",
+                "spiffe://example.test/ns/payments/sa/checkout",
+                true,
+            ),
+            (
+                "spiffe://example.test/ns/*/sa/checkout",
+                "spiffe://example.test/ns/payments/sa/checkout",
+                true,
+            ),
+            (
+                "spiffe://example.test/ns/payments/sa/*",
+                "spiffe://example.test/ns/payments/sa/x/y",
+                false,
+            ),
+            (
+                "spiffe://example.test/*",
+                "spiffe://example.test/ns/payments/sa/checkout",
+                false,
+            ),
+            ("spiffe://*/ns/a/sa/b", "spiffe://evil.test/ns/a/sa/b", true),
+            (
+                "spiffe://*/ns/a/sa/b",
+                "spiffe://evil.test/x/ns/a/sa/b",
+                false,
+            ),
+            ("web-*-x", "web-a:b-x", false),
+            ("a*b", "a:b", false),
+            ("exact:name", "exact:name", true),
+            ("exact:name", "exact:other", false),
+        ];
+        for (pattern, name, want) in workload_cases {
+            assert_eq!(
+                Glob::unchecked(pattern).matches(name),
+                *want,
+                "{pattern} vs {name}"
+            );
+        }
         for bad in ["", "Team", "ns/x", "a b", "?"] {
             assert!(Glob::compile(bad).is_err(), "{bad:?} must not compile");
         }
@@ -222,6 +303,7 @@ mod tests {
 
     fn policy(c: &str, ns: &str, sa: &str, scopes: &[&str]) -> Policy {
         Policy {
+            id: format!("{c}/{ns}/{sa}"),
             cluster: Glob::compile(c).unwrap(),
             namespace: Glob::compile(ns).unwrap(),
             service_account: Glob::compile(sa).unwrap(),

@@ -92,6 +92,12 @@ impl WorkloadTemplate {
         Ok(WorkloadTemplate { parts })
     }
 
+    /// Does the template contain `${cluster}`? Without it, two clusters with the same template
+    /// render the same ids for the same namespace and service account.
+    pub fn names_cluster(&self) -> bool {
+        self.parts.contains(&Part::Cluster)
+    }
+
     /// The workload id of a subject.
     pub fn render(&self, cluster: &str, namespace: &str, service_account: &str) -> String {
         let mut out = String::with_capacity(64);
@@ -107,7 +113,8 @@ impl WorkloadTemplate {
     }
 }
 
-/// Compiles a policy's `workloads` entry: printable ASCII without comma or space, `*` a wildcard.
+/// Compiles a policy's `workloads` entry: printable ASCII without comma or space, `*` a wildcard
+/// that never matches `/` or `:`.
 pub fn compile_glob(pattern: &str) -> Result<Glob, &'static str> {
     if pattern.is_empty() || pattern.len() > MAX_WORKLOAD_LEN {
         return Err("must be 1-256 characters");

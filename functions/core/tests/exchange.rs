@@ -714,6 +714,21 @@ fn workload_header_rules() {
             Err(()),
         ),
         (
+            "contract v3: a glob's * never crosses ':' (wl-* vs a default-shaped id)",
+            &checkout,
+            vec![("x-txbridge-workload", "wl-eu:payments:admin")],
+            Err(()),
+        ),
+        (
+            "contract v3: a glob's * never crosses '/' (one SPIFFE segment only)",
+            &checkout,
+            vec![(
+                "x-txbridge-workload",
+                "spiffe://example/ns/payments/sa/web/admin",
+            )],
+            Err(()),
+        ),
+        (
             "a glob of a policy that does not apply to the subject",
             &reporter,
             vec![("x-txbridge-workload", "wl-7")],
@@ -930,4 +945,97 @@ fn claims_must_be_completely_valid_json() {
         0,
         "no key fetch for a token refused on its claims"
     );
+}
+
+/// The TxToken for `details` (a `request_details` JSON text), or the error answer.
+fn exchange_with_details(w: &World, details: &str) -> (u16, Value) {
+    let mut f = form(&w.alpha_token("payments", "checkout"));
+    f.push(("request_details", details.to_owned()));
+    let (status, body, _) = block_on(w.exchange(&pairs(&f)));
+    (status, body)
+}
+
+/// Contract v3: no TxToken is ever longer than the 8 KiB the service and the verifier accept.
+/// A request whose token would be longer gets invalid_request "transaction token too large";
+/// the largest one issued still fits, so it can be replaced and verified.
+#[test]
+fn tokens_never_exceed_what_consumers_accept() {
+    let w = World::new();
+    let blob = |n: usize| json!({ "blob": "x".repeat(n) }).to_string();
+    let (status, body) = exchange_with_details(&w, &blob(12_000));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    assert_eq!(body["error_description"], "transaction token too large");
+    assert!(body.get("access_token").is_none());
+
+    // The boundary: the largest request_details still issued gives a token of at most 8 KiB.
+    let (mut lo, mut hi) = (0usize, 12_000usize);
+    while lo + 1 < hi {
+        let mid = (lo + hi) / 2;
+        if exchange_with_details(&w, &blob(mid)).0 == 200 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let (status, body) = exchange_with_details(&w, &blob(lo));
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    assert!(token.len() <= 8 * 1024, "{}", token.len());
+    assert!(
+        token.len() > 8 * 1024 - 8,
+        "the bound is the token's length: {}",
+        token.len()
+    );
+    txbridge_core::__internal::parse_compact(token).expect("the service accepts its own token");
+    let (status, body) = exchange_with_details(&w, &blob(hi));
+    assert_eq!(
+        (status, body["error_description"].as_str()),
+        (400, Some("transaction token too large"))
+    );
+}
+
+/// Until the signature has verified, no error_description tells a trusted issuer from an
+/// untrusted one (no enumeration of the trusted clusters without a token); after it, the
+/// holder of a validly signed token is told what to fix.
+#[test]
+fn descriptions_do_not_tell_trusted_issuers_apart() {
+    let describe = |token: &dyn Fn(&World) -> String| {
+        let w = World::new();
+        let t = token(&w);
+        let (status, body, _) = block_on(w.exchange(&pairs(&form(&t))));
+        assert_eq!(status, 400, "{body}");
+        body["error_description"].as_str().unwrap().to_owned()
+    };
+    let untrusted = describe(&alpha_with(|_, c| c["iss"] = json!("https://evil.example")));
+    let bad_signature = describe(&|_w: &World| {
+        craft(
+            &json!({"alg": "RS256", "kid": "a1"}),
+            &sa_claims(ALPHA_ISS, "payments", "checkout"),
+            &rsa_key(1),
+        )
+    });
+    let unknown_kid = describe(&alpha_with(|h, _| h["kid"] = json!("nope")));
+    let wrong_alg = describe(&alpha_with(|h, _| h["alg"] = json!("ES256")));
+    assert_eq!(
+        untrusted,
+        "invalid subject token: token could not be verified"
+    );
+    for (name, d) in [
+        ("bad signature", &bad_signature),
+        ("unknown kid", &unknown_kid),
+        ("wrong alg", &wrong_alg),
+    ] {
+        assert_eq!(d, &untrusted, "{name}");
+    }
+    // Signed by the trusted issuer: the client learns what to fix.
+    let expired = describe(&alpha_with(|_, c| {
+        c["iat"] = json!(NOW - 7200);
+        c["exp"] = json!(NOW - 3600);
+    }));
+    assert_eq!(expired, "invalid subject token: token is expired");
+    let audience = describe(&alpha_with(|_, c| c["aud"] = json!(["other"])));
+    assert_eq!(audience, "invalid subject token: audience is not accepted");
 }

@@ -136,6 +136,43 @@ fn replacement_keeps_txn_sub_tctx_and_never_extends_exp() {
     );
 }
 
+/// Contract v3: a replacement chain that grows the token with `request_context` additions ends
+/// with invalid_request "transaction token too large", never with a token over the 8 KiB that
+/// the service (replacing it) and consumers accept; every token issued on the way is replaceable.
+#[test]
+fn a_growing_chain_never_issues_an_oversized_token() {
+    let w = World::new();
+    let (mut token, _) = original(&w);
+    for hop in 0.. {
+        let mut f = replace_form(&w, &token);
+        f.push((
+            "request_context",
+            json!({ format!("note{hop}"): "n".repeat(1_500) }).to_string(),
+        ));
+        let (status, body) = block_on(post(&w.bridge, &f, Some("svc-x")));
+        if status != 200 {
+            assert_eq!(
+                (
+                    status,
+                    body["error"].as_str(),
+                    body["error_description"].as_str()
+                ),
+                (
+                    400,
+                    Some("invalid_request"),
+                    Some("transaction token too large")
+                ),
+                "hop {hop}: {body}"
+            );
+            assert!(hop >= 2, "the first replacements fit: hop {hop}");
+            break;
+        }
+        token = body["access_token"].as_str().unwrap().to_owned();
+        assert!(token.len() <= 8 * 1024, "hop {hop}: {} bytes", token.len());
+        assert!(hop < 16, "the chain should have outgrown the bound");
+    }
+}
+
 #[test]
 fn the_call_chain_is_capped_at_16_entries() {
     let w = World::new();

@@ -392,7 +392,7 @@ fn loopback_http_needs_the_flag() {
 
 #[test]
 fn example_config_parses() {
-    let text = include_str!("../config.example.toml");
+    let text = include_str!("../../config.example.toml");
     Config::from_toml_str(text).unwrap();
 }
 
@@ -412,4 +412,196 @@ fn json_schema_is_current() {
         committed == text,
         "config.schema.json is stale: rerun with TXBRIDGE_UPDATE_SCHEMA=1"
     );
+}
+
+const SPIFFE: &str = "spiffe://example.test/ns/${namespace}/sa/${service_account}";
+
+fn two_clusters(template_a: &str, template_b: &str, top: &str) -> String {
+    format!(
+        r#"issuer = "https://tts.example.com"
+{top}
+
+[[clusters]]
+name = "dev"
+issuer = "https://oidc.example.com/dev"
+audiences = ["txbridge"]
+workload_id = "{template_a}"
+
+[[clusters]]
+name = "prod"
+issuer = "https://oidc.example.com/prod"
+audiences = ["txbridge"]
+workload_id = "{template_b}"
+"#
+    )
+}
+
+/// Contract v3: identical templates without `${cluster}` are a config error naming both
+/// clusters and `shared_workload_ids`, unless `shared_workload_ids = true` says it is meant.
+#[test]
+fn colliding_workload_id_templates() {
+    let err = Config::from_toml_str(&two_clusters(SPIFFE, SPIFFE, "")).unwrap_err();
+    let text = err.to_string();
+    for needle in [
+        "clusters[1].workload_id",
+        "clusters[0]",
+        "\"dev\"",
+        "\"prod\"",
+        "shared_workload_ids",
+        "line 14",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert_eq!(err.problems().len(), 1);
+    Config::from_toml_str(&two_clusters(SPIFFE, SPIFFE, "shared_workload_ids = true")).unwrap();
+    // With ${cluster}, or different templates, there is nothing to collide.
+    let with_cluster = "spiffe://example.test/c/${cluster}/ns/${namespace}/sa/${service_account}";
+    Config::from_toml_str(&two_clusters(with_cluster, with_cluster, "")).unwrap();
+    Config::from_toml_str(&two_clusters(
+        SPIFFE,
+        &SPIFFE.replace("example.test", "prod.test"),
+        "",
+    ))
+    .unwrap();
+    let default = "${cluster}:${namespace}:${service_account}";
+    Config::from_toml_str(&two_clusters(default, default, "")).unwrap();
+    // `false` is the default.
+    assert!(
+        Config::from_toml_str(&two_clusters(SPIFFE, SPIFFE, "shared_workload_ids = false"))
+            .is_err()
+    );
+}
+
+/// Contract v3: a config error names the key path and line, never the value, whatever the
+/// field: a JWK pasted as a string where a table belongs, a PEM where a URL belongs, a secret
+/// as an unknown key's value, a secret in a field of the wrong type.
+#[test]
+fn errors_name_path_and_line_never_the_value() {
+    let secret = "c2VjcmV0LXByaXZhdGUta2V5LW1hdGVyaWFsLWQtdmFsdWU";
+    let jwk_string = format!(
+        r#"{{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\",\"d\":\"{secret}\"}}"#
+    );
+    let cases: Vec<(&str, String, &str, usize)> = vec![
+        (
+            "a JWK pasted as a string",
+            with(
+                &format!("[signer]\nkind = \"local\"\nprevious_public_keys = [\"{jwk_string}\"]"),
+                "",
+            ),
+            "signer.previous_public_keys",
+            4,
+        ),
+        (
+            "a key where a URL belongs",
+            with("", "").replace(
+                "https://oidc.eks.eu-west-1.amazonaws.com/id/ABCD",
+                &format!("-----BEGIN PRIVATE KEY-----{secret}"),
+            ),
+            "clusters[0].issuer",
+            6,
+        ),
+        (
+            "a key in an unknown field",
+            with(&format!("signing_key = \"{secret}\""), ""),
+            "signing_key",
+            2,
+        ),
+        (
+            "a key where a number-like string belongs",
+            with(&format!("token_lifetime = \"{secret}\""), ""),
+            "token_lifetime",
+            2,
+        ),
+        (
+            "a key where a list belongs",
+            with("", "").replace("[\"txbridge\"]", &format!("\"{secret}\"")),
+            "clusters[0].audiences",
+            7,
+        ),
+        (
+            "a key where a bool belongs",
+            with(&format!("shared_workload_ids = \"{secret}\""), ""),
+            "shared_workload_ids",
+            2,
+        ),
+        (
+            "a key as a signer kind",
+            with(&format!("[signer]\nkind = \"{secret}\""), ""),
+            "signer.kind",
+            3,
+        ),
+    ];
+    for (name, text, path, line) in cases {
+        let err = Config::from_toml_str(&text).expect_err(name);
+        let shown = err.to_string();
+        assert!(!shown.contains(secret), "{name}: {shown}");
+        assert!(!shown.contains("c2VjcmV0"), "{name}: {shown}");
+        assert!(shown.contains(path), "{name}: no {path} in {shown}");
+        assert!(
+            shown.contains(&format!("line {line}")),
+            "{name}: no line {line} in {shown}"
+        );
+    }
+}
+
+/// Every problem is reported, each with its path and line (what `txbridge policy check` prints).
+#[test]
+fn every_problem_is_reported() {
+    let text = r#"issuer = "https://tts.example.com"
+token_lifetime = "2h"
+
+[[clusters]]
+name = "Prod"
+issuer = "https://oidc.example.com/prod"
+audiences = []
+
+[[policies]]
+cluster = "nowhere"
+namespace = "a"
+service_account = "b"
+scopes = ["ok", "bad scope"]
+workloads = ["has,comma"]
+"#;
+    let err = Config::from_toml_str(text).unwrap_err();
+    let got: Vec<(String, Option<usize>)> = err
+        .problems()
+        .iter()
+        .map(|p| (p.path.clone(), p.line))
+        .collect();
+    let want = vec![
+        ("token_lifetime".to_owned(), Some(2)),
+        ("clusters[0].name".to_owned(), Some(5)),
+        ("clusters[0].audiences".to_owned(), Some(7)),
+        ("policies[0].cluster".to_owned(), Some(10)),
+        ("policies[0].scopes".to_owned(), Some(13)),
+        ("policies[0].workloads".to_owned(), Some(14)),
+    ];
+    assert_eq!(got, want, "{err}");
+}
+
+#[test]
+fn policy_ids() {
+    let policy = |id: &str| {
+        format!(
+            "[[policies]]\n{id}cluster = \"*\"\nnamespace = \"a\"\nservice_account = \"b\"\nscopes = []\n"
+        )
+    };
+    let c = Config::from_toml_str(&with(
+        "",
+        &format!("{}{}", policy("id = \"checkout-orders\"\n"), policy("")),
+    ))
+    .unwrap();
+    assert_eq!(c.policies[0].id, "checkout-orders");
+    assert_eq!(c.policies[1].id, "policies[1]");
+    let err = Config::from_toml_str(&with(
+        "",
+        &format!("{}{}", policy("id = \"x\"\n"), policy("id = \"x\"\n")),
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("policies[1].id is not unique"),
+        "{err}"
+    );
+    let err = Config::from_toml_str(&with("", &policy("id = \"has space\"\n"))).unwrap_err();
+    assert!(err.to_string().contains("policies[0].id must be"), "{err}");
 }
