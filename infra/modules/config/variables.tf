@@ -116,7 +116,8 @@ variable "signer" {
 
 variable "clusters" {
   description = <<-EOT
-    Trusted Kubernetes clusters. issuer must equal the `iss` of the cluster's ServiceAccount tokens.
+    Trusted Kubernetes clusters. name: 1-63 lowercase letters, digits, '-', '_' or '.' (it appears in
+    `sub`, `tctx` and metrics). issuer must equal the `iss` of the cluster's ServiceAccount tokens.
     discovery_url (optional) points at a public copy of the cluster's discovery document (e.g. from the
     oidc-mirror module); jwks_url (optional) overrides the JWKS location. algorithms defaults to
     txbridge's default (RS256 and ES256) when null. insecure_allow_http_loopback is for tests and
@@ -140,10 +141,11 @@ variable "clusters" {
     error_message = "At least one cluster must be trusted."
   }
 
-  # The name appears in `sub` and `tctx` as <cluster>:<namespace>:<service account>, so no ':'.
+  # The binary's rule (txbridge_core config): the name appears in `sub` and `tctx` as
+  # <cluster>:<namespace>:<service account>, so no ':', and in metrics as the cluster dimension.
   validation {
-    condition     = alltrue([for c in var.clusters : can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", c.name))])
-    error_message = "Cluster names must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$."
+    condition     = alltrue([for c in var.clusters : can(regex("^[a-z0-9._-]{1,63}$", c.name))])
+    error_message = "clusters[${try([for i, c in var.clusters : i if !can(regex("^[a-z0-9._-]{1,63}$", c.name))][0], 0)}].name must be 1-63 lowercase letters, digits, '-', '_' or '.'"
   }
 
   validation {
