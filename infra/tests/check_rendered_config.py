@@ -6,7 +6,9 @@ Renders two inputs with render-config.sh and parses the output with tomllib:
   2. a generated JSON input with awkward strings (quotes, backslashes, newlines, non-ASCII, <>&)
      and previous_public_keys: asserts every value survives the round trip unchanged and that
      optional keys left null are absent;
-  3. invalid inputs (HMAC algorithm, private JWK, policy for an unknown cluster, ...): must fail.
+  3. invalid inputs (HMAC algorithm, private JWK, policy for an unknown cluster, ...): must fail;
+  4. workload-id collisions: identical templates without ${cluster} fail (naming both clusters)
+     unless shared_workload_ids = true, which is then rendered.
 txbridge's own parser (txbridge_core::Config::from_toml_str) is the final judge; this check only
 keeps the Terraform side honest when run without the Rust build.
 """
@@ -20,7 +22,7 @@ import tomllib
 HERE = os.path.dirname(os.path.abspath(__file__))
 RENDER = os.path.join(HERE, "render-config.sh")
 
-TOP_KEYS = {"issuer", "trust_domain", "token_lifetime", "leeway", "max_subject_token_lifetime", "signer", "key_cache", "clusters", "policies"}
+TOP_KEYS = {"issuer", "trust_domain", "token_lifetime", "leeway", "max_subject_token_lifetime", "shared_workload_ids", "signer", "key_cache", "clusters", "policies"}
 KEY_CACHE_KEYS = {"ttl", "min_refresh_interval", "stale_grace"}
 SIGNER_KEYS = {"kind", "key_id", "wrapped_key", "previous_key_ids", "previous_public_keys"}
 CLUSTER_KEYS = {"name", "issuer", "discovery_url", "jwks_url", "audiences", "algorithms", "workload_id", "insecure_allow_http_loopback"}
@@ -71,6 +73,7 @@ def check_example():
     assert "tctx_constraints" not in cfg["policies"][0]
     assert cfg["policies"][2]["tctx_constraints"] == {"namespace": "${namespace}"}
     assert cfg["key_cache"] == {"ttl": "5m", "stale_grace": "1h"}
+    assert "shared_workload_ids" not in cfg
 
 
 def check_round_trip():
@@ -166,6 +169,55 @@ def check_rejects():
             assert "Invalid value for variable" in r.stderr, (name, r.stderr[-500:])
 
 
+def render_raw(data, tmp, name="input.tfvars.json"):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return subprocess.run(["bash", RENDER, path], capture_output=True, text=True)
+
+
+def check_workload_id_collisions():
+    """Identical workload_id templates without ${cluster}: an error naming both clusters unless
+    shared_workload_ids = true (ARCHITECTURE.md, namespace sameness)."""
+    spiffe = "spiffe://example.com/ns/${namespace}/sa/${service_account}"
+    clusters = [
+        {"name": "east", "issuer": "https://east.example.com", "audiences": ["txbridge"], "workload_id": spiffe},
+        # The default template contains ${cluster}: never part of a collision.
+        {"name": "mid", "issuer": "https://mid.example.com", "audiences": ["txbridge"]},
+        {"name": "west", "issuer": "https://west.example.com", "audiences": ["txbridge"], "workload_id": spiffe},
+    ]
+    base = {"issuer": "https://tts.example.com", "clusters": clusters}
+    with tempfile.TemporaryDirectory() as tmp:
+        for shared in (None, False):
+            data = base if shared is None else {**base, "shared_workload_ids": shared}
+            r = render_raw(data, tmp)
+            assert r.returncode != 0, f"accepted colliding workload_id templates (shared_workload_ids = {shared})"
+            assert "Invalid value for variable" in r.stderr, r.stderr[-500:]
+            assert "east" in r.stderr and "west" in r.stderr, ("collision error names both clusters", r.stderr[-500:])
+            assert "clusters mid" not in r.stderr and "and mid" not in r.stderr, r.stderr[-500:]
+
+        r = render_raw({**base, "shared_workload_ids": True}, tmp)
+        assert r.returncode == 0, f"shared_workload_ids = true refused:\n{r.stderr[-800:]}"
+        cfg = tomllib.loads(r.stdout)
+        check_shape(cfg)
+        assert cfg["shared_workload_ids"] is True
+        assert [c.get("workload_id") for c in cfg["clusters"]] == [spiffe, None, spiffe]
+
+        # Templates with ${cluster} never collide, even when identical; the default written out
+        # explicitly does not collide with the implicit default either.
+        with_cluster = "spiffe://example.com/${cluster}/ns/${namespace}/sa/${service_account}"
+        ok = {"issuer": "https://tts.example.com", "shared_workload_ids": False, "clusters": [
+            {**clusters[0], "workload_id": with_cluster},
+            {**clusters[1], "workload_id": "${cluster}:${namespace}:${service_account}"},
+            {**clusters[2], "workload_id": with_cluster},
+            {"name": "north", "issuer": "https://north.example.com", "audiences": ["txbridge"]},
+        ]}
+        r = render_raw(ok, tmp)
+        assert r.returncode == 0, f"templates with ${{cluster}} refused:\n{r.stderr[-800:]}"
+        cfg = tomllib.loads(r.stdout)
+        assert cfg["shared_workload_ids"] is False
+
+
 def main():
     if sys.version_info < (3, 11):
         print("SKIP: config render check needs Python >= 3.11 (tomllib)")
@@ -173,7 +225,8 @@ def main():
     check_example()
     check_round_trip()
     check_rejects()
-    print("config render: example, round trip and rejected inputs OK")
+    check_workload_id_collisions()
+    print("config render: example, round trip, rejected inputs and workload-id collisions OK")
     return 0
 
 

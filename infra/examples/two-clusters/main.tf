@@ -7,15 +7,17 @@
 locals {
   clusters = [
     {
-      name      = "prod-eks"
-      issuer    = "https://oidc.eks.${var.region}.amazonaws.com/id/${var.eks_oidc_id}"
-      audiences = ["txbridge"]
+      name        = "prod-eks"
+      issuer      = "https://oidc.eks.${var.region}.amazonaws.com/id/${var.eks_oidc_id}"
+      audiences   = ["txbridge"]
+      workload_id = var.workload_id
     },
     {
       name          = "onprem-1"
       issuer        = var.onprem_issuer
       discovery_url = module.oidc_mirror.discovery_urls["onprem-1"]
       audiences     = ["txbridge"]
+      workload_id   = var.workload_id
     },
   ]
 
@@ -45,12 +47,13 @@ module "oidc_mirror" {
 module "txbridge_aws" {
   source = "../../modules/aws"
 
-  issuer          = var.issuer
-  lambda_zip_path = var.lambda_zip_path
-  token_lifetime  = "5m"
-  leeway          = "30s"
-  clusters        = local.clusters
-  policies        = local.policies
+  issuer              = var.issuer
+  lambda_zip_path     = var.lambda_zip_path
+  token_lifetime      = "5m"
+  leeway              = "30s"
+  shared_workload_ids = var.shared_workload_ids
+  clusters            = local.clusters
+  policies            = local.policies
 }
 
 module "txbridge_cloudflare" {
@@ -64,6 +67,7 @@ module "txbridge_cloudflare" {
   wasm_module_path      = "${var.worker_build_dir}/index_bg.wasm"
   signing_key           = var.cloudflare_signing_key
   token_lifetime        = "5m"
+  shared_workload_ids   = var.shared_workload_ids
   clusters              = local.clusters
   policies              = local.policies
 }

@@ -25,6 +25,23 @@ variable "onprem_issuer" {
   type        = string
 }
 
+variable "workload_id" {
+  description = <<-EOT
+    req_wl template of both clusters' subjects, e.g. "spiffe://example.com/ns/$${namespace}/sa/$${service_account}"
+    (write "$$" in HCL). Null: txbridge's default "$${cluster}:$${namespace}:$${service_account}".
+    One template without $${cluster} for both clusters makes payments/checkout the same workload in
+    either cluster: that needs shared_workload_ids = true.
+  EOT
+  type        = string
+  default     = null
+}
+
+variable "shared_workload_ids" {
+  description = "Set true when both clusters share a workload_id template without $${cluster} (namespace sameness); otherwise such a config is refused at plan time."
+  type        = bool
+  default     = null
+}
+
 variable "mirror_bucket_name" {
   description = "Globally unique name of the oidc-mirror bucket."
   type        = string

@@ -38,6 +38,7 @@ module "config" {
   token_lifetime             = var.token_lifetime
   leeway                     = var.leeway
   max_subject_token_lifetime = var.max_subject_token_lifetime
+  shared_workload_ids        = var.shared_workload_ids
   signer                     = local.signer
   key_cache                  = var.key_cache
   clusters                   = var.clusters

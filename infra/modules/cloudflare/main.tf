@@ -29,6 +29,7 @@ module "config" {
   token_lifetime             = var.token_lifetime
   leeway                     = var.leeway
   max_subject_token_lifetime = var.max_subject_token_lifetime
+  shared_workload_ids        = var.shared_workload_ids
   signer = {
     kind                 = "local"
     previous_public_keys = var.previous_public_keys

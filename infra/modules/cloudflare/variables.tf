@@ -130,6 +130,12 @@ variable "previous_public_keys" {
   default     = []
 }
 
+variable "shared_workload_ids" {
+  description = "true: clusters with identical workload_id templates without $${cluster} share workload ids (namespace sameness); otherwise such a config is refused. Null: omitted (false). See the config module."
+  type        = bool
+  default     = null
+}
+
 variable "key_cache" {
   description = "Optional [key_cache] tuning (ttl, min_refresh_interval, stale_grace); see the config module."
   type = object({

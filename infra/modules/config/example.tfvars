@@ -5,6 +5,11 @@ token_lifetime             = "5m"
 leeway                     = "30s"
 max_subject_token_lifetime = "24h"
 
+# Two clusters whose workload_id templates are identical and lack ${cluster} give a namespace and
+# service account the same req_wl in both (namespace sameness across a fleet). That is refused
+# unless it is meant:
+# shared_workload_ids = true
+
 signer = {
   kind   = "kms"
   key_id = "arn:aws:kms:eu-west-1:111122223333:alias/txbridge"

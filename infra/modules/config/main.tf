@@ -10,6 +10,7 @@ locals {
     token_lifetime             = var.token_lifetime
     leeway                     = var.leeway
     max_subject_token_lifetime = var.max_subject_token_lifetime
+    shared_workload_ids        = var.shared_workload_ids
     signer                     = var.signer
     key_cache                  = var.key_cache == null ? {} : { for k, v in var.key_cache : k => v if v != null }
     clusters                   = var.clusters

@@ -55,6 +55,20 @@ variable "max_subject_token_lifetime" {
   }
 }
 
+variable "shared_workload_ids" {
+  description = <<-EOT
+    Top-level `shared_workload_ids`. Two clusters whose workload_id templates are identical and lack
+    "$${cluster}" render the same req_wl for the same namespace and service account: a subject of
+    either cluster is then the same workload (namespace sameness across a fleet). txbridge refuses
+    such a config, naming both clusters, unless shared_workload_ids = true says it is meant; this
+    module applies the same rule at plan time. Only explicit templates can collide: the default
+    "$${cluster}:$${namespace}:$${service_account}" contains "$${cluster}". Null: the key is omitted
+    (txbridge's default, false).
+  EOT
+  type        = bool
+  default     = null
+}
+
 variable "signer" {
   description = <<-EOT
     Signing key reference. kind = "local": the key comes from TXBRIDGE_SIGNING_KEY (never from this config).
@@ -192,6 +206,26 @@ variable "clusters" {
       )
     ])
     error_message = "workload_id must be printable ASCII without spaces or commas (at most 256), with only the placeholders $${cluster}, $${namespace} and $${service_account}."
+  }
+
+  # The binary's collision rule: identical templates without $${cluster} give two clusters' subjects
+  # the same req_wl, an error unless shared_workload_ids = true. A null workload_id is the default
+  # template, which contains $${cluster}.
+  validation {
+    condition = coalesce(var.shared_workload_ids, false) || length(flatten([
+      for i, a in var.clusters : [
+        for j, b in var.clusters : j if j > i &&
+        coalesce(a.workload_id, "$${cluster}") == coalesce(b.workload_id, "$${cluster}") &&
+        !strcontains(coalesce(a.workload_id, "$${cluster}"), "$${cluster}")
+      ]
+    ])) == 0
+    error_message = "${join("; ", flatten([
+      for i, a in var.clusters : [
+        for j, b in var.clusters : "clusters ${a.name} and ${b.name} render the same workload id (identical workload_id templates without $${cluster})" if j > i &&
+        coalesce(a.workload_id, "$${cluster}") == coalesce(b.workload_id, "$${cluster}") &&
+        !strcontains(coalesce(a.workload_id, "$${cluster}"), "$${cluster}")
+      ]
+    ]))}: put $${cluster} in the templates, or set shared_workload_ids = true if their subjects are meant to be the same workloads."
   }
 }
 
