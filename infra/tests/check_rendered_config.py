@@ -3,9 +3,9 @@
 
 Renders two inputs with render-config.sh and parses the output with tomllib:
   1. infra/modules/config/example.tfvars: asserts the key structure of the contract;
-  2. a generated JSON input with awkward strings (quotes, backslashes, newlines, non-ASCII, <>&)
-     and previous_public_keys: asserts every value survives the round trip unchanged and that
-     optional keys left null are absent;
+  2. a generated JSON input with awkward strings (quotes, backslashes, newlines, non-ASCII, <>&),
+     a CEL policy condition full of them, and previous_public_keys: asserts every value survives
+     the round trip unchanged and that optional keys left null are absent;
   3. invalid inputs (HMAC algorithm, private JWK, policy for an unknown cluster, ...): must fail;
   4. workload-id collisions: identical templates without ${cluster} fail (naming both clusters)
      unless shared_workload_ids = true, which is then rendered.
@@ -26,7 +26,7 @@ TOP_KEYS = {"issuer", "trust_domain", "token_lifetime", "leeway", "max_subject_t
 KEY_CACHE_KEYS = {"ttl", "min_refresh_interval", "stale_grace"}
 SIGNER_KEYS = {"kind", "key_id", "wrapped_key", "previous_key_ids", "previous_public_keys"}
 CLUSTER_KEYS = {"name", "issuer", "discovery_url", "jwks_url", "audiences", "algorithms", "workload_id", "insecure_allow_http_loopback"}
-POLICY_KEYS = {"cluster", "namespace", "service_account", "scopes", "tctx_constraints", "workloads"}
+POLICY_KEYS = {"id", "cluster", "namespace", "service_account", "scopes", "tctx_constraints", "workloads", "condition"}
 
 
 def render(path=None):
@@ -72,6 +72,9 @@ def check_example():
     assert "workloads" not in cfg["policies"][1]
     assert "tctx_constraints" not in cfg["policies"][0]
     assert cfg["policies"][2]["tctx_constraints"] == {"namespace": "${namespace}"}
+    assert [p.get("id") for p in cfg["policies"]] == ["checkout-orders", None, "batch:reporting"]
+    assert cfg["policies"][0]["condition"] == 'subject.claims["kubernetes.io"].pod.name.startsWith("checkout-")'
+    assert "condition" not in cfg["policies"][1] and "condition" not in cfg["policies"][2]
     assert cfg["key_cache"] == {"ttl": "5m", "stale_grace": "1h"}
     assert "shared_workload_ids" not in cfg
 
@@ -79,6 +82,13 @@ def check_example():
 def check_round_trip():
     jwk = {"kty": "EC", "crv": "P-256", "kid": "old-1", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
     awkward = 'qu"ote \\ back\nnew\ttab <é&> \u2028 😀'
+    # A CEL condition with everything a TOML basic string must escape or keep: quotes inside string
+    # literals, backslash escapes, &&, a newline, a tab, template-looking ${...} and %{...}.
+    condition = (
+        'subject.claims["kubernetes.io"].pod.name.startsWith("web-\\"q\\"") && '
+        'request.request_details["path"].matches("^/a\\\\d+$")\n\t|| '
+        "request.workload == 'w\"${x}%{y}' && !request.replacement"
+    )
     data = {
         "issuer": "https://tts.example.com/tenant-a",
         "signer": {"kind": "local", "previous_public_keys": [jwk]},
@@ -95,6 +105,9 @@ def check_round_trip():
         "policies": [
             {"cluster": "*", "namespace": "team-*", "service_account": awkward, "scopes": []},
             {"cluster": "dev", "namespace": "a", "service_account": "b", "scopes": ["x"], "tctx_constraints": {awkward: "${service_account}"}, "workloads": ["spiffe://x/*", "a\\b"]},
+            {"id": "a.B_c:d-9", "cluster": "dev", "namespace": "n", "service_account": "s", "scopes": ["x"], "condition": condition},
+            # Exactly 4096 bytes of UTF-8 (2048 characters): the limit counts bytes, inclusive.
+            {"id": "at-the-limit", "cluster": "dev", "namespace": "n", "service_account": "s", "scopes": [], "condition": "é" * 2048},
         ],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,6 +167,18 @@ def check_rejects():
         "workload_id with an unknown placeholder": {"clusters": [{**base["clusters"][0], "workload_id": "${pod}"}]},
         "workload_id with a space": {"clusters": [{**base["clusters"][0], "workload_id": "a ${namespace}"}]},
         "workloads with a comma": {"policies": [{"cluster": "a", "namespace": "n", "service_account": "s", "scopes": [], "workloads": ["a,b"]}]},
+        "duplicate policy id": {"policies": [{"id": "p1", "cluster": "a", "namespace": "n", "service_account": "s", "scopes": []}, {"id": "p1", "cluster": "*", "namespace": "m", "service_account": "s", "scopes": []}]},
+        "policy id with a space": {"policies": [{"id": "p 1", "cluster": "a", "namespace": "n", "service_account": "s", "scopes": []}]},
+        "policy id of 65 characters": {"policies": [{"id": "p" * 65, "cluster": "a", "namespace": "n", "service_account": "s", "scopes": []}]},
+        "empty policy id": {"policies": [{"id": "", "cluster": "a", "namespace": "n", "service_account": "s", "scopes": []}]},
+        "condition over 4096 bytes": {"policies": [{"cluster": "a", "namespace": "n", "service_account": "s", "scopes": [], "condition": "true || " + "x" * 4089}]},
+        # 2049 characters, 4098 bytes: the limit is in bytes, not characters.
+        "condition over 4096 bytes in 2049 characters": {"policies": [{"cluster": "a", "namespace": "n", "service_account": "s", "scopes": [], "condition": "é" * 2049}]},
+        "empty condition": {"policies": [{"cluster": "a", "namespace": "n", "service_account": "s", "scopes": [], "condition": " "}]},
+        "colliding workload_id templates": {"clusters": [
+            {**base["clusters"][0], "workload_id": "spiffe://x/ns/${namespace}/sa/${service_account}"},
+            {**base["clusters"][0], "name": "b", "workload_id": "spiffe://x/ns/${namespace}/sa/${service_account}"},
+        ]},
         "kms-wrapped without a key": {"signer": {"kind": "kms-wrapped"}},
         "kms-wrapped key not base64": {"signer": {"kind": "kms-wrapped", "wrapped_key": "not base64!"}},
         "wrapped key on a kms signer": {"signer": {"kind": "kms", "key_id": "x", "wrapped_key": "AQID"}},

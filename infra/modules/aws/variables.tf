@@ -90,6 +90,8 @@ variable "policies" {
     scopes           = list(string)
     tctx_constraints = optional(map(string))
     workloads        = optional(list(string), [])
+    id               = optional(string)
+    condition        = optional(string)
   }))
   default = []
 }

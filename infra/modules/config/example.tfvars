@@ -45,12 +45,16 @@ clusters = [
 
 policies = [
   {
+    # Named in logs, metrics and `txbridge policy explain` (default: policies[N]).
+    id              = "checkout-orders"
     cluster         = "prod-eu"
     namespace       = "payments"
     service_account = "checkout"
     scopes          = ["orders:read", "orders:write"]
     # Names these subjects may claim in X-Txbridge-Workload besides their own workload id.
     workloads = ["checkout-web", "checkout-worker-*"]
+    # CEL, compiled by txbridge at config load: only the checkout pods, not other pods of the SA.
+    condition = "subject.claims[\"kubernetes.io\"].pod.name.startsWith(\"checkout-\")"
   },
   {
     cluster         = "*"
@@ -59,6 +63,7 @@ policies = [
     scopes          = ["catalog:read"]
   },
   {
+    id              = "batch:reporting"
     cluster         = "onprem-1"
     namespace       = "batch"
     service_account = "reporting"

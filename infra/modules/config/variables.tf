@@ -237,6 +237,14 @@ variable "policies" {
     subject's own "$${cluster}", "$${namespace}" or "$${service_account}" (write "$$" in HCL).
     workloads (optional) lists names (globs, "*" wildcard) the matching subjects may claim as their
     req_wl in X-Txbridge-Workload, besides their own workload id.
+    id (optional) names the policy in logs, metrics (the `policy` dimension) and `txbridge policy
+    explain`: 1-64 of A-Z a-z 0-9 . _ : -, unique among the policies (default: policies[N]).
+    condition (optional) is a CEL expression (at most 4096 bytes) that must also be true for the
+    policy to apply, over `subject` (cluster, namespace, service_account, sub, claims) and `request`
+    (scope, request_details, request_context, workload, replacement, actor); e.g.
+    'subject.claims["kubernetes.io"].pod.name.startsWith("checkout-")'. txbridge compiles it at
+    config load (check it before apply with `txbridge policy check`, see infra/README.md); an
+    evaluation error at run time counts as false. Write "$${" as "$$${" in HCL.
   EOT
   type = list(object({
     cluster          = string
@@ -245,6 +253,8 @@ variable "policies" {
     scopes           = list(string)
     tctx_constraints = optional(map(string))
     workloads        = optional(list(string), [])
+    id               = optional(string)
+    condition        = optional(string)
   }))
   default = []
 
@@ -276,6 +286,29 @@ variable "policies" {
       for p in var.policies : [for w in p.workloads : length(w) <= 256 && can(regex("^[!-+\\x2d-~]+$", w))]
     ]))
     error_message = "workloads entries must be printable ASCII without spaces or commas, at most 256 characters."
+  }
+
+  validation {
+    condition     = alltrue([for p in var.policies : p.id == null || can(regex("^[A-Za-z0-9._:-]{1,64}$", p.id))])
+    error_message = "Policy ids must be 1-64 characters of letters, digits, '.', '_', ':' or '-'."
+  }
+
+  validation {
+    condition     = length(distinct(compact([for p in var.policies : p.id]))) == length(compact([for p in var.policies : p.id]))
+    error_message = "Policy ids must be unique (duplicated: ${join(", ", distinct([for id in compact([for p in var.policies : p.id]) : id if length([for p in var.policies : p if p.id == id]) > 1]))})."
+  }
+
+  # 4096 bytes of UTF-8, as txbridge counts them (length() counts characters): base64 gives 4
+  # characters per 3 bytes, less one byte per '=' of padding.
+  validation {
+    condition = alltrue([
+      for p in var.policies : try(
+        length(trimspace(p.condition)) > 0 &&
+        length(base64encode(p.condition)) / 4 * 3 - length(regex("=*$", base64encode(p.condition))) <= 4096,
+        p.condition == null,
+      )
+    ])
+    error_message = "A policy condition must be a non-empty CEL expression of at most 4096 bytes."
   }
 }
 
