@@ -31,3 +31,8 @@ output "worker_token_endpoint_url" {
 output "worker_jwks_url" {
   value = var.deploy_cloudflare ? module.txbridge_cloudflare[0].jwks_url : null
 }
+
+output "config_toml" {
+  description = "The config the Lambda runs with: terraform output -raw config_toml > txbridge.toml && txbridge policy check --config txbridge.toml"
+  value       = module.txbridge_aws.config_toml
+}

@@ -67,6 +67,6 @@ output "role_arn" {
 }
 
 output "config_toml" {
-  description = "The txbridge config the function runs with (no secrets)."
+  description = "The txbridge config the function runs with (no secrets). Check it with `terraform output -raw config_toml > txbridge.toml && txbridge policy check --config txbridge.toml` (exit 0 valid, 1 invalid, 2 usage)."
   value       = module.config.toml
 }

@@ -24,6 +24,6 @@ output "version_id" {
 }
 
 output "config_toml" {
-  description = "The txbridge config bound as TXBRIDGE_CONFIG (no secrets)."
+  description = "The txbridge config bound as TXBRIDGE_CONFIG (no secrets). Check it with `terraform output -raw config_toml > txbridge.toml && txbridge policy check --config txbridge.toml` (exit 0 valid, 1 invalid, 2 usage)."
   value       = module.config.toml
 }
