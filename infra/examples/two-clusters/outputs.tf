@@ -6,6 +6,11 @@ output "jwks_url" {
   value = module.txbridge_aws.jwks_url
 }
 
+output "endpoint_url" {
+  description = "Public base URL of the Lambda deployment (the issuer without a custom domain)."
+  value       = module.txbridge_aws.endpoint_url
+}
+
 output "function_url" {
   value = module.txbridge_aws.function_url
 }

@@ -5,7 +5,7 @@ variable "region" {
 }
 
 variable "issuer" {
-  description = "iss of TxTokens from the Lambda deployment. Without a custom domain: the function_url output of a first apply (see infra/README.md)."
+  description = "iss of TxTokens from the Lambda deployment. Without a custom domain: the endpoint_url output of a first apply, no trailing slash (see infra/README.md)."
   type        = string
 }
 

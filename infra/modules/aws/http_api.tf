@@ -1,6 +1,7 @@
 # Optional API Gateway HTTP API in front of the function, with an optional custom domain.
 # Every route goes to the function, which answers 404/405 itself; authentication is the subject
-# token, as for the Function URL.
+# token. With the API, it is the one public entry: the Function URL takes AWS_IAM (main.tf), so
+# nothing bypasses the stage throttling below.
 
 resource "aws_apigatewayv2_api" "http" {
   count = var.create_http_api ? 1 : 0

@@ -1,8 +1,12 @@
-# txbridge on AWS Lambda (arm64, provided.al2023), reachable through a Function URL and optionally
-# an API Gateway HTTP API with a custom domain. Signs with a KMS key, or with a KMS-wrapped key
-# decrypted once per cold start (signing_mode; see kms.tf).
+# txbridge on AWS Lambda (arm64, provided.al2023), reachable through a public Function URL, or
+# through an API Gateway HTTP API (optionally with a custom domain) with the Function URL behind
+# AWS_IAM. Signs with a KMS key, or with a KMS-wrapped key decrypted once per cold start
+# (signing_mode; see kms.tf).
 
 locals {
+  # The Function URL is public only when it is the entry point; see aws_lambda_function_url.
+  public_function_url = !var.create_http_api
+
   custom_domain_url = var.custom_domain == null ? null : "https://${var.custom_domain.domain_name}"
   issuer            = coalesce(var.issuer, local.custom_domain_url)
 
@@ -101,19 +105,25 @@ resource "aws_lambda_function" "function" {
   depends_on = [aws_iam_role_policy.function]
 }
 
-# The Function URL is public on purpose (authorization_type NONE): the token exchange authenticates
-# every request by its subject token (a ServiceAccount JWT verified against the cluster's keys), and
-# the discovery/JWKS documents are public by nature. IAM auth would force SigV4 on every client.
+# Without the HTTP API the Function URL is the public entry (authorization_type NONE): the token
+# exchange authenticates every request by its subject token (a ServiceAccount JWT verified against
+# the cluster's keys), and the discovery/JWKS documents are public by nature; IAM auth would force
+# SigV4 on every client. With the HTTP API (create_http_api) the API is the one public entry and
+# the URL takes AWS_IAM: both share the function's reserved concurrency, so a public URL beside the
+# API would let anyone bypass the API's throttling and exhaust it.
 resource "aws_lambda_function_url" "function" {
-  #checkov:skip=CKV_AWS_258:Public by design: callers authenticate with their ServiceAccount token, which txbridge verifies.
+  #checkov:skip=CKV_AWS_258:Public only without the HTTP API (else AWS_IAM): callers authenticate with their ServiceAccount token, which txbridge verifies.
   function_name      = aws_lambda_function.function.function_name
-  authorization_type = "NONE"
+  authorization_type = local.public_function_url ? "NONE" : "AWS_IAM"
 }
 
-# Function URLs with auth type NONE need both statements (InvokeFunctionUrl, and InvokeFunction
-# restricted to calls through the URL).
+# A public Function URL needs both statements (InvokeFunctionUrl, and InvokeFunction restricted to
+# calls through the URL). With AWS_IAM there are none: only principals of this account whose IAM
+# policies allow it may call the URL, with SigV4.
 resource "aws_lambda_permission" "function_url" {
-  #checkov:skip=CKV_AWS_301:Public Function URL by design (see aws_lambda_function_url.function).
+  #checkov:skip=CKV_AWS_301:Public Function URL by design when there is no HTTP API (see aws_lambda_function_url.function).
+  count = local.public_function_url ? 1 : 0
+
   statement_id           = "TxbridgePublicFunctionUrl"
   action                 = "lambda:InvokeFunctionUrl"
   function_name          = aws_lambda_function.function.function_name
@@ -122,10 +132,23 @@ resource "aws_lambda_permission" "function_url" {
 }
 
 resource "aws_lambda_permission" "function_url_invoke" {
-  #checkov:skip=CKV_AWS_301:Limited to invocations through the public Function URL (invoked_via_function_url).
+  #checkov:skip=CKV_AWS_301:Limited to invocations through the public Function URL (invoked_via_function_url), which exists only without the HTTP API.
+  count = local.public_function_url ? 1 : 0
+
   statement_id             = "TxbridgeInvokeViaFunctionUrl"
   action                   = "lambda:InvokeFunction"
   function_name            = aws_lambda_function.function.function_name
   principal                = "*"
   invoked_via_function_url = true
+}
+
+# The permissions were single resources before they became conditional.
+moved {
+  from = aws_lambda_permission.function_url
+  to   = aws_lambda_permission.function_url[0]
+}
+
+moved {
+  from = aws_lambda_permission.function_url_invoke
+  to   = aws_lambda_permission.function_url_invoke[0]
 }

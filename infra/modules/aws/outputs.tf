@@ -1,3 +1,8 @@
+output "endpoint_url" {
+  description = "The public base URL (issuer metadata, JWKS and token endpoint live under it): the custom domain, else the HTTP API, else the Function URL."
+  value       = local.base_url
+}
+
 output "token_endpoint_url" {
   description = "RFC 8693 token endpoint (POST)."
   value       = "${local.base_url}/token"
@@ -24,7 +29,7 @@ output "function_name" {
 }
 
 output "function_url" {
-  description = "The Lambda Function URL (always created)."
+  description = "The Lambda Function URL (always created): public without the HTTP API; with create_http_api it takes AWS_IAM (SigV4) and clients use endpoint_url instead."
   value       = aws_lambda_function_url.function.function_url
 }
 

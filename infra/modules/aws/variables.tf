@@ -225,7 +225,14 @@ variable "log_format" {
 # --- optional API Gateway HTTP API and custom domain ----------------------------------------------
 
 variable "create_http_api" {
-  description = "Also front the function with an API Gateway HTTP API (needed for a custom domain)."
+  description = <<-EOT
+    Front the function with an API Gateway HTTP API (needed for a custom domain), throttled by
+    http_api_throttling. The API then becomes the only unauthenticated entry: the Function URL
+    switches to authorization_type AWS_IAM (SigV4 callers of this account only) and its public
+    permissions are not created, because the URL and the API share the function's reserved
+    concurrency and a public URL beside the API would bypass the API's throttling. The endpoint
+    outputs (endpoint_url, token_endpoint_url, jwks_url) point at the custom domain, else the API.
+  EOT
   type        = bool
   default     = false
 }
