@@ -49,6 +49,7 @@ module "txbridge_aws" {
 
   issuer              = var.issuer
   lambda_zip_path     = var.lambda_zip_path
+  architecture        = var.lambda_architecture
   token_lifetime      = "5m"
   leeway              = "30s"
   shared_workload_ids = var.shared_workload_ids

@@ -10,9 +10,15 @@ variable "issuer" {
 }
 
 variable "lambda_zip_path" {
-  description = "Output of `cargo lambda build --release --arm64 --output-format zip`."
+  description = "The Lambda package, built for lambda_architecture: `bash functions/lambda/build.sh arm64` writes target/lambda/txbridge-lambda/bootstrap.zip (`bash functions/lambda/build.sh x86_64` for x86_64)."
   type        = string
   default     = "../../../target/lambda/txbridge-lambda/bootstrap.zip"
+}
+
+variable "lambda_architecture" {
+  description = "\"arm64\" (default, about 20% cheaper per GB-second) or \"x86_64\"; must match the zip's build."
+  type        = string
+  default     = "arm64"
 }
 
 variable "eks_oidc_id" {

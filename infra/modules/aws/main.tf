@@ -1,4 +1,4 @@
-# txbridge on AWS Lambda (arm64, provided.al2023), reachable through a public Function URL, or
+# txbridge on AWS Lambda (provided.al2023, arm64 by default), reachable through a public Function URL, or
 # through an API Gateway HTTP API (optionally with a custom domain) with the Function URL behind
 # AWS_IAM. Signs with a KMS key, or with a KMS-wrapped key decrypted once per cold start
 # (signing_mode; see kms.tf).
@@ -70,7 +70,7 @@ resource "aws_lambda_function" "function" {
   source_code_hash = filebase64sha256(var.lambda_zip_path)
   runtime          = "provided.al2023"
   handler          = "bootstrap"
-  architectures    = ["arm64"]
+  architectures    = [var.architecture]
 
   timeout                        = var.timeout
   memory_size                    = var.memory_size

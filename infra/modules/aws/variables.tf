@@ -10,8 +10,25 @@ variable "name" {
 }
 
 variable "lambda_zip_path" {
-  description = "Path of the Lambda package built by `cargo lambda build --release --arm64 --output-format zip` (target/lambda/txbridge-lambda/bootstrap.zip)."
+  description = "Path of the Lambda package, built for `architecture`: `bash functions/lambda/build.sh arm64` (release profile) writes target/lambda/txbridge-lambda/bootstrap.zip; for x86_64 run `bash functions/lambda/build.sh x86_64`."
   type        = string
+}
+
+variable "architecture" {
+  description = <<-EOT
+    Instruction set of the function: "arm64" (default; Graviton, about 20% cheaper per GB-second
+    than x86_64) or "x86_64". The zip in lambda_zip_path must be built for the same architecture:
+    `bash functions/lambda/build.sh arm64` (release profile, writes
+    target/lambda/txbridge-lambda/bootstrap.zip) or `bash functions/lambda/build.sh x86_64`.
+    A mismatched zip fails at the first invocation (the bootstrap cannot execute), not at apply.
+  EOT
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.architecture)
+    error_message = "architecture must be \"arm64\" or \"x86_64\"."
+  }
 }
 
 # --- txbridge config (rendered by ../config; the signer is this module's KMS key) ---------------
