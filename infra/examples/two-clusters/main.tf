@@ -55,6 +55,9 @@ module "txbridge_aws" {
   shared_workload_ids = var.shared_workload_ids
   clusters            = local.clusters
   policies            = local.policies
+
+  create_dashboard = var.create_dashboard
+  alarm_actions    = var.alarm_actions
 }
 
 module "txbridge_cloudflare" {

@@ -41,3 +41,7 @@ output "config_toml" {
   description = "The config the Lambda runs with: terraform output -raw config_toml > txbridge.toml && txbridge policy check --config txbridge.toml"
   value       = module.txbridge_aws.config_toml
 }
+
+output "dashboard_name" {
+  value = module.txbridge_aws.dashboard_name
+}

@@ -53,6 +53,18 @@ variable "mirror_bucket_name" {
   type        = string
 }
 
+variable "create_dashboard" {
+  description = "CloudWatch dashboard and the 5xx-rate and p99-latency alarms for the Lambda (modules/aws)."
+  type        = bool
+  default     = false
+}
+
+variable "alarm_actions" {
+  description = "SNS topic ARNs the alarms notify (create_dashboard only)."
+  type        = list(string)
+  default     = []
+}
+
 variable "deploy_cloudflare" {
   description = "Also deploy txbridge as a Cloudflare Worker (with its own in-binary key and issuer)."
   type        = bool

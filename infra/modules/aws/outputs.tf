@@ -75,3 +75,18 @@ output "config_toml" {
   description = "The txbridge config the function runs with (no secrets). Check it with `terraform output -raw config_toml > txbridge.toml && txbridge policy check --config txbridge.toml` (exit 0 valid, 1 invalid, 2 usage)."
   value       = module.config.toml
 }
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard (null unless create_dashboard)."
+  value       = var.create_dashboard ? aws_cloudwatch_dashboard.txbridge[0].dashboard_name : null
+}
+
+output "error_rate_alarm_arn" {
+  description = "ARN of the 5xx-rate alarm (null unless create_dashboard)."
+  value       = var.create_dashboard ? aws_cloudwatch_metric_alarm.error_rate[0].arn : null
+}
+
+output "latency_alarm_arn" {
+  description = "ARN of the p99-latency alarm (null unless create_dashboard)."
+  value       = var.create_dashboard ? aws_cloudwatch_metric_alarm.latency_p99[0].arn : null
+}

@@ -292,3 +292,82 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+# --- optional dashboard and alarms (metrics.tf) ---------------------------------------------------
+
+variable "create_dashboard" {
+  description = <<-EOT
+    Create a CloudWatch dashboard (exchanges by outcome, rejections by error code, issued by cluster,
+    p50/p99 duration, issuer key fetches by cluster and result) and two alarms (5xx rate, p99
+    latency of issued exchanges). The metrics are CloudWatch Embedded Metric Format records in the
+    function's own log lines (namespace txbridge): no agent, no PutMetricData. Off by default.
+  EOT
+  type        = bool
+  default     = false
+}
+
+variable "alarm_error_rate_percent" {
+  description = "Error-rate alarm: threshold in percent of 5xx answers (outcome=error) among all exchanges (issued + rejected + error) in a period."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.alarm_error_rate_percent > 0 && var.alarm_error_rate_percent <= 100
+    error_message = "alarm_error_rate_percent must be in (0, 100]."
+  }
+}
+
+variable "alarm_p99_latency_seconds" {
+  description = "p99 alarm: threshold in seconds for the p99 of txbridge_exchange_duration_seconds of issued exchanges."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.alarm_p99_latency_seconds > 0
+    error_message = "alarm_p99_latency_seconds must be positive."
+  }
+}
+
+variable "alarm_period_seconds" {
+  description = "Length of one alarm evaluation period in seconds (60 or a multiple of 60)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.alarm_period_seconds >= 60 && var.alarm_period_seconds % 60 == 0
+    error_message = "alarm_period_seconds must be a multiple of 60."
+  }
+}
+
+variable "alarm_evaluation_periods" {
+  description = "Both alarms: the number of most recent periods evaluated."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.alarm_evaluation_periods >= 1 && floor(var.alarm_evaluation_periods) == var.alarm_evaluation_periods
+    error_message = "alarm_evaluation_periods must be a positive whole number."
+  }
+}
+
+variable "alarm_datapoints_to_alarm" {
+  description = "Both alarms: how many of the evaluated periods must breach (at most alarm_evaluation_periods). Periods without exchanges do not breach."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.alarm_datapoints_to_alarm >= 1 && var.alarm_datapoints_to_alarm <= var.alarm_evaluation_periods && floor(var.alarm_datapoints_to_alarm) == var.alarm_datapoints_to_alarm
+    error_message = "alarm_datapoints_to_alarm must be a whole number from 1 to alarm_evaluation_periods."
+  }
+}
+
+variable "alarm_actions" {
+  description = "SNS topic ARNs notified when an alarm fires and when it recovers. Empty: the alarms only change state."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.alarm_actions : can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]+$", a))])
+    error_message = "alarm_actions must be SNS topic ARNs."
+  }
+}
