@@ -4,7 +4,9 @@
 # deployed with cloudflare_workers_deployment; cloudflare_workers_script takes a single content file.
 
 locals {
-  workers_dev_url = var.workers_dev && var.workers_dev_subdomain != null ? "https://${var.name}.${var.workers_dev_subdomain}.workers.dev" : null
+  # workers.dev by default only when the Worker has no hostname of its own.
+  workers_dev     = var.workers_dev != null ? var.workers_dev : length(var.custom_domains) == 0 && length(var.routes) == 0
+  workers_dev_url = local.workers_dev && var.workers_dev_subdomain != null ? "https://${var.name}.${var.workers_dev_subdomain}.workers.dev" : null
   custom_url      = length(var.custom_domains) > 0 ? "https://${var.custom_domains[0].hostname}" : null
   issuer          = coalesce(var.issuer, local.custom_url, local.workers_dev_url)
   base_url        = coalesce(local.custom_url, local.workers_dev_url, var.issuer)
@@ -44,7 +46,7 @@ resource "cloudflare_worker" "txbridge" {
   name       = var.name
 
   subdomain = {
-    enabled          = var.workers_dev
+    enabled          = local.workers_dev
     previews_enabled = false
   }
 

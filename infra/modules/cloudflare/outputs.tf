@@ -27,3 +27,8 @@ output "config_toml" {
   description = "The txbridge config bound as TXBRIDGE_CONFIG (no secrets). Check it with `terraform output -raw config_toml > txbridge.toml && txbridge policy check --config txbridge.toml` (exit 0 valid, 1 invalid, 2 usage)."
   value       = module.config.toml
 }
+
+output "workers_dev_enabled" {
+  description = "Whether the Worker is served on workers.dev (workers_dev, or by default: no custom domain and no route)."
+  value       = local.workers_dev
+}

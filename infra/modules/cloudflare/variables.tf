@@ -58,9 +58,13 @@ variable "signing_key" {
 }
 
 variable "workers_dev" {
-  description = "Serve the Worker on <name>.<account subdomain>.workers.dev."
+  description = <<-EOT
+    Serve the Worker on <name>.<account subdomain>.workers.dev. Null (default): only when no custom
+    domain and no route is configured, so a Worker with a hostname of its own is not also reachable
+    on workers.dev, outside that zone's WAF and rate-limiting rules. An explicit true or false wins.
+  EOT
   type        = bool
-  default     = true
+  default     = null
 }
 
 variable "workers_dev_subdomain" {
@@ -95,8 +99,11 @@ variable "issuer" {
   default     = null
 
   validation {
-    condition     = var.issuer != null || length(var.custom_domains) > 0 || (var.workers_dev && var.workers_dev_subdomain != null)
-    error_message = "Set issuer, a custom domain, or workers_dev with workers_dev_subdomain."
+    condition = var.issuer != null || length(var.custom_domains) > 0 || (
+      var.workers_dev_subdomain != null &&
+      (var.workers_dev != null ? var.workers_dev : length(var.routes) == 0)
+    )
+    error_message = "Set issuer, a custom domain, or workers_dev_subdomain with workers.dev enabled (routes alone do not give an issuer: set it)."
   }
 }
 
