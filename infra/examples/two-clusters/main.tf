@@ -70,6 +70,7 @@ module "txbridge_cloudflare" {
   main_module_path      = "${var.worker_build_dir}/index.js"
   wasm_module_path      = "${var.worker_build_dir}/index_bg.wasm"
   signing_key           = var.cloudflare_signing_key
+  analytics_dataset     = var.cloudflare_analytics_dataset
   token_lifetime        = "5m"
   shared_workload_ids   = var.shared_workload_ids
   clusters              = local.clusters

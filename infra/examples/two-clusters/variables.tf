@@ -90,6 +90,12 @@ variable "cloudflare_signing_key" {
   sensitive   = true
 }
 
+variable "cloudflare_analytics_dataset" {
+  description = "Workers Analytics Engine dataset the Worker writes one data point per exchange to (binding TXBRIDGE_METRICS); null: none."
+  type        = string
+  default     = null
+}
+
 variable "worker_build_dir" {
   description = "worker-build output directory (index.js, index_bg.wasm)."
   type        = string

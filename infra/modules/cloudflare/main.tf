@@ -11,16 +11,28 @@ locals {
   issuer          = coalesce(var.issuer, local.custom_url, local.workers_dev_url)
   base_url        = coalesce(local.custom_url, local.workers_dev_url, var.issuer)
 
+  # Every binding object has the same attributes (null where unused), so the list has one type.
   signing_key_binding = var.signing_key != null ? {
-    type = "secret_text"
-    name = "TXBRIDGE_SIGNING_KEY"
-    text = var.signing_key
+    type    = "secret_text"
+    name    = "TXBRIDGE_SIGNING_KEY"
+    text    = var.signing_key
+    dataset = null
     } : {
     # Managed out of band (wrangler secret put): carried over from the latest version.
-    type = "inherit"
-    name = "TXBRIDGE_SIGNING_KEY"
-    text = null
+    type    = "inherit"
+    name    = "TXBRIDGE_SIGNING_KEY"
+    text    = null
+    dataset = null
   }
+
+  # txbridge writes one Analytics Engine data point per exchange when TXBRIDGE_METRICS is bound
+  # (ARCHITECTURE.md, "Metrics"); see var.analytics_dataset for the layout.
+  metrics_bindings = var.analytics_dataset == null ? [] : [{
+    type    = "analytics_engine"
+    name    = "TXBRIDGE_METRICS"
+    text    = null
+    dataset = var.analytics_dataset
+  }]
 }
 
 module "config" {
@@ -81,15 +93,19 @@ resource "cloudflare_worker_version" "txbridge" {
     },
   ]
 
-  bindings = [
-    {
-      # Public configuration: trusted clusters and policies, never a secret.
-      type = "plain_text"
-      name = "TXBRIDGE_CONFIG"
-      text = module.config.toml
-    },
-    local.signing_key_binding,
-  ]
+  bindings = concat(
+    [
+      {
+        # Public configuration: trusted clusters and policies, never a secret.
+        type    = "plain_text"
+        name    = "TXBRIDGE_CONFIG"
+        text    = module.config.toml
+        dataset = null
+      },
+      local.signing_key_binding,
+    ],
+    local.metrics_bindings,
+  )
 }
 
 resource "cloudflare_workers_deployment" "txbridge" {

@@ -91,6 +91,24 @@ variable "custom_domains" {
   default = []
 }
 
+variable "analytics_dataset" {
+  description = <<-EOT
+    Workers Analytics Engine dataset for txbridge's metrics. Set: the Worker gets the binding
+    TXBRIDGE_METRICS to it (the dataset is created on the first write) and writes one data point per
+    exchange: blobs [outcome, error, cluster, kind, policy] (outcome issued | rejected | error, error
+    the OAuth code or "", kind exchange | replacement, policy the policy id or ""), doubles [count
+    (1), latency_seconds], index the cluster. Null: no binding; the metrics are still in the
+    Worker's JSON log lines.
+  EOT
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.analytics_dataset == null || can(regex("^[A-Za-z0-9_-]+$", var.analytics_dataset))
+    error_message = "analytics_dataset must be a dataset name of letters, digits, '_' or '-' (underscores keep SQL queries simple)."
+  }
+}
+
 # --- txbridge config (rendered by ../config with signer kind = "local") -------------------------
 
 variable "issuer" {
