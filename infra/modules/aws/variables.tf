@@ -213,15 +213,15 @@ variable "timeout" {
   description = <<-EOT
     Function timeout in seconds. txbridge's whole upstream budget per request is 8 s (issuer
     discovery + JWKS fetch, KMS), and a request may also retry a failed cold start (up to ~5 s of KMS
-    SDK timeouts); 15 s keeps a margin over both. At least 12: a shorter timeout kills requests the
+    SDK timeouts); 15 s keeps a margin over both. At least 14 (8 + 5 + 1): a shorter timeout kills requests the
     binary would still answer (with a token or a 503 + Retry-After) and leaves no log line or metric.
   EOT
   type        = number
   default     = 15
 
   validation {
-    condition     = var.timeout >= 12 && var.timeout <= 900
-    error_message = "timeout must be 12-900 seconds: a request may spend txbridge's 8 s upstream budget (discovery + JWKS, KMS) and also retry a failed cold start (~5 s of KMS timeouts); the default 15 keeps a margin."
+    condition     = var.timeout >= 14 && var.timeout <= 900
+    error_message = "timeout must be 14-900 seconds: a request may spend txbridge's 8 s upstream budget (discovery + JWKS, KMS) and also retry a failed cold start (~5 s of KMS timeouts); the default 15 keeps a margin."
   }
 }
 
