@@ -8,21 +8,13 @@
 
 use http::HeaderMap;
 
-use crate::policy::Glob;
+use txbridge_jose::glob::{Glob, MAX_WORKLOAD_LEN, valid_workload_byte};
 
 /// Headers naming the requesting workload (`req_wl`).
 pub const WORKLOAD_HEADERS: [&str; 2] = ["x-txbridge-workload", "x-kontxt-workload"];
-/// Longest workload name accepted in a header, and longest template.
-pub const MAX_WORKLOAD_LEN: usize = 256;
 /// The template of clusters that set none.
 #[cfg(test)]
 const DEFAULT_WORKLOAD_ID: &str = "${cluster}:${namespace}:${service_account}";
-
-/// Workload names: printable ASCII without space or comma (a comma separates the entries of a
-/// replaced token's `req_wl` call chain).
-fn valid_workload_byte(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b) && b != b','
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
@@ -111,18 +103,6 @@ impl WorkloadTemplate {
         }
         out
     }
-}
-
-/// Compiles a policy's `workloads` entry: printable ASCII without comma or space, `*` a wildcard
-/// that never matches `/` or `:`.
-pub fn compile_glob(pattern: &str) -> Result<Glob, &'static str> {
-    if pattern.is_empty() || pattern.len() > MAX_WORKLOAD_LEN {
-        return Err("must be 1-256 characters");
-    }
-    if !pattern.bytes().all(valid_workload_byte) {
-        return Err("may contain only printable ASCII characters without spaces or commas");
-    }
-    Ok(Glob::unchecked(pattern))
 }
 
 /// The workload the request names in its header, if any. Two such headers (of either name), an
@@ -230,8 +210,8 @@ mod tests {
     fn header_rules() {
         let own = "prod:payments:checkout";
         let globs = [
-            compile_glob("checkout-*").unwrap(),
-            compile_glob("spiffe://x/*").unwrap(),
+            Glob::workload("checkout-*").unwrap(),
+            Glob::workload("spiffe://x/*").unwrap(),
         ];
         type Row<'a> = (&'a str, Vec<(&'static str, &'a str)>, Result<&'a str, ()>);
         let long = "a".repeat(257);
@@ -303,9 +283,9 @@ mod tests {
     #[test]
     fn workload_globs() {
         for bad in ["", "a,b", "a b", "é"] {
-            assert!(compile_glob(bad).is_err(), "{bad:?}");
+            assert!(Glob::workload(bad).is_err(), "{bad:?}");
         }
-        let g = compile_glob("spiffe://example.test/ns/*/sa/web").unwrap();
+        let g = Glob::workload("spiffe://example.test/ns/*/sa/web").unwrap();
         assert!(g.matches("spiffe://example.test/ns/payments/sa/web"));
         assert!(!g.matches("spiffe://example.test/ns/payments/sa/web2"));
     }

@@ -23,7 +23,7 @@ const CORE: &[&[&str]] = &[
 
 /// txbridge-jose's layers, bottom first.
 const JOSE: &[&[&str]] = &[
-    &["crypto", "ports", "urls"],
+    &["crypto", "glob", "ports", "urls"],
     &["jws"],
     &["claims"],
     &["keys"],

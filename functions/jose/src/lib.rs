@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod glob;
 pub mod ports;
 pub mod urls;
 

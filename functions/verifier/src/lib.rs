@@ -25,6 +25,7 @@ use url::Url;
 pub use txbridge_jose::FetchError as KeyFetchError;
 pub use txbridge_jose::KeyCacheConfig as KeyCacheTuning;
 pub use txbridge_jose::Unavailable as KeysUnavailable;
+pub use txbridge_jose::glob::Glob;
 pub use txbridge_jose::parse_url_ascii;
 pub use txbridge_jose::{AsyncRuntime, Clock, HttpClient, HttpError, Task};
 pub use txbridge_jose::{TxTokenClaims, TxTokenError};
@@ -57,6 +58,9 @@ pub enum Error {
     /// Valid, but the transaction context does not satisfy a constraint.
     #[error("transaction context does not satisfy a constraint")]
     TctxMismatch,
+    /// Valid, but the workload that sent it (the last `req_wl` entry) matches no allowed glob.
+    #[error("requesting workload is not allowed")]
+    WorkloadMismatch,
     /// The verifier was set up wrongly (bad URL, unusable JWKS, no clock).
     #[error("verifier configuration: {0}")]
     Config(&'static str),
@@ -70,7 +74,10 @@ impl Error {
 
     /// The token is valid but not sufficient (403)?
     pub fn is_forbidden(&self) -> bool {
-        matches!(self, Error::ScopeMissing | Error::TctxMismatch)
+        matches!(
+            self,
+            Error::ScopeMissing | Error::TctxMismatch | Error::WorkloadMismatch
+        )
     }
 }
 
@@ -342,11 +349,28 @@ pub fn require_tctx(claims: &TxTokenClaims, key: &str, value: &Value) -> Result<
     }
 }
 
-/// A set of requirements checked together: scopes and tctx equality constraints.
+/// Requires that the workload that sent the token (the last entry of its `req_wl` call chain)
+/// matches one of `globs` (`*` never matches `/` or `:`).
+pub fn require_workload(claims: &TxTokenClaims, globs: &[Glob]) -> Result<(), Error> {
+    let caller = claims
+        .req_wl
+        .as_deref()
+        .and_then(|chain| chain.rsplit(',').next())
+        .filter(|w| !w.is_empty());
+    match caller {
+        Some(w) if globs.iter().any(|g| g.matches(w)) => Ok(()),
+        _ => Err(Error::WorkloadMismatch),
+    }
+}
+
+/// A set of requirements checked together: scopes, tctx equality constraints and the
+/// requesting workload.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Requirements {
     scopes: Vec<String>,
     tctx: Vec<(String, Value)>,
+    /// Globs the last `req_wl` entry must match one of; empty: any workload.
+    workloads: Vec<Glob>,
 }
 
 impl Requirements {
@@ -366,13 +390,23 @@ impl Requirements {
         self
     }
 
-    /// Checks every requirement.
+    /// The workload that sent the token (the last `req_wl` entry) must match this glob or
+    /// another given this way (`*` never matches `/` or `:`).
+    pub fn workload(mut self, glob: Glob) -> Self {
+        self.workloads.push(glob);
+        self
+    }
+
+    /// Checks every requirement: scopes, then tctx, then the workload.
     pub fn check(&self, claims: &TxTokenClaims) -> Result<(), Error> {
         for s in &self.scopes {
             require_scope(claims, s)?;
         }
         for (k, v) in &self.tctx {
             require_tctx(claims, k, v)?;
+        }
+        if !self.workloads.is_empty() {
+            require_workload(claims, &self.workloads)?;
         }
         Ok(())
     }
@@ -490,6 +524,40 @@ mod tests {
         // serde_json's map is a BTreeMap here (no `preserve_order` in the workspace): its own
         // output is already canonical.
         assert_eq!(serde_json::to_string(&v).unwrap(), canonical_json(&v));
+    }
+
+    #[test]
+    fn workload_requirement_reads_the_last_chain_entry() {
+        let claims = |req_wl: Option<&str>| TxTokenClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            iat: 1,
+            exp: 2,
+            txn: "t".into(),
+            sub: "s".into(),
+            scope: vec![],
+            req_wl: req_wl.map(str::to_owned),
+            tctx: Default::default(),
+            rctx: Default::default(),
+        };
+        let reqs =
+            Requirements::new().workload(Glob::workload("spiffe://td/ns/payments/sa/*").unwrap());
+        let ok = "spiffe://td/ns/web/sa/front,spiffe://td/ns/payments/sa/checkout";
+        assert_eq!(reqs.check(&claims(Some(ok))), Ok(()));
+        // Only the last entry counts: an allowed workload earlier in the chain is not the caller.
+        let earlier = "spiffe://td/ns/payments/sa/checkout,spiffe://td/ns/web/sa/front";
+        assert_eq!(
+            reqs.check(&claims(Some(earlier))),
+            Err(Error::WorkloadMismatch)
+        );
+        assert_eq!(
+            reqs.check(&claims(Some("spiffe://td/ns/payments/sa/a/b"))),
+            Err(Error::WorkloadMismatch),
+            "* stays within one segment"
+        );
+        assert_eq!(reqs.check(&claims(None)), Err(Error::WorkloadMismatch));
+        assert!(Error::WorkloadMismatch.is_forbidden());
+        assert_eq!(Requirements::new().check(&claims(None)), Ok(()));
     }
 
     #[test]

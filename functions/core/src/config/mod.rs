@@ -11,8 +11,9 @@ use std::time::Duration;
 use txbridge_signer::PublicJwk;
 use url::Url;
 
-use crate::policy::{Glob, Policy};
-use crate::workload::{self, WorkloadTemplate};
+use crate::policy::{Policy, compile_name_glob};
+use crate::workload::WorkloadTemplate;
+use txbridge_jose::glob::Glob;
 use txbridge_jose::jws::Algorithm;
 use txbridge_jose::keys::{KeyCacheConfig, KeySource};
 use txbridge_jose::urls::{check_url, parse_url_ascii};
@@ -554,7 +555,7 @@ fn compile_policy(p: &mut Problems, i: usize, rp: RawPolicy) -> Option<Policy> {
         None => format!("policies[{i}]"),
     };
     let mut glob = |key: &str, pattern: &str| {
-        p.keep(Glob::compile(pattern).map_err(|why| ConfigError::at(at(key), why)))
+        p.keep(compile_name_glob(pattern).map_err(|why| ConfigError::at(at(key), why)))
     };
     let cluster = glob("cluster", &rp.cluster);
     let namespace = glob("namespace", &rp.namespace);
@@ -580,7 +581,7 @@ fn compile_policy(p: &mut Problems, i: usize, rp: RawPolicy) -> Option<Policy> {
     }
     let mut workloads = Vec::with_capacity(rp.workloads.len());
     for w in &rp.workloads {
-        match workload::compile_glob(w) {
+        match Glob::workload(w) {
             Ok(g) => workloads.push(g),
             Err(why) => p.push(at("workloads"), why),
         }
