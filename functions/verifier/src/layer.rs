@@ -7,8 +7,12 @@
 //!   `txbridge_verifier::audit`, with the `txn` when the token verified and the reason, never the
 //!   token) and the request goes through.
 //!
-//! Whenever the token verifies, its [`TxTokenClaims`] are inserted as a request extension (in
-//! audit mode also when a requirement fails: the claims are genuine, only insufficient).
+//! Whenever the token verifies, its [`TxTokenClaims`] are inserted as a request extension. In
+//! audit mode a request that would be denied also carries a [`WouldDeny`] extension with the
+//! reason (a missing token, an invalid one, or the requirement it failed). **In audit mode the
+//! claims are not an authorization**: a handler must check for [`WouldDeny`] (or check the
+//! requirements itself) before it acts on them; the claims of a token that failed a requirement
+//! are genuine, but insufficient.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -78,6 +82,12 @@ impl<S> Layer<S> for TxnTokenLayer {
         }
     }
 }
+
+/// Audit mode only: why the request would have been denied (the [`Error`] the enforcing layer
+/// would have answered with: missing or invalid token, keys unavailable, a failed scope or tctx
+/// requirement). Its presence means the request is NOT authorized, whatever claims it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WouldDeny(pub Error);
 
 /// The middleware service.
 #[derive(Debug, Clone)]
@@ -182,6 +192,9 @@ where
                             "transaction token would be denied (audit mode: let through)");
                     }
                 }
+            }
+            if let Some(err) = denied {
+                req.extensions_mut().insert(WouldDeny(err));
             }
             if let Some(claims) = claims {
                 req.extensions_mut().insert(claims);

@@ -13,14 +13,20 @@ use axum::routing::get;
 use serde_json::json;
 use tower::ServiceExt as _;
 use txbridge_test_support::*;
-use txbridge_verifier::layer::{Mode, TxnTokenLayer};
+use txbridge_verifier::layer::{Mode, TxnTokenLayer, WouldDeny};
 use txbridge_verifier::{Requirements, TxTokenClaims, Verifier};
 
-/// Answers with the verified txn from the request extensions, or "none".
+/// Answers with the verified txn from the request extensions, or "none", and in audit mode the
+/// reason the request would have been denied.
 async fn whoami(req: Request) -> String {
-    req.extensions()
+    let who = req
+        .extensions()
         .get::<TxTokenClaims>()
-        .map_or_else(|| "none".to_owned(), |c| c.txn.clone())
+        .map_or_else(|| "none".to_owned(), |c| c.txn.clone());
+    match req.extensions().get::<WouldDeny>() {
+        Some(WouldDeny(reason)) => format!("{who} WOULD-DENY: {reason}"),
+        None => who,
+    }
 }
 
 async fn issue(w: &World) -> (String, String) {
@@ -189,13 +195,27 @@ async fn audit_mode_lets_everything_through_and_logs_the_decision() {
                 assert!(logged.is_empty(), "{}: nothing to report: {logged}", c.name);
             }
             403 => {
-                // Genuine claims still reach the handler; the log names the txn.
-                assert_eq!(body, txn, "{}", c.name);
+                // Genuine claims still reach the handler, marked as not an authorization, with
+                // the requirement they failed; the log names the txn.
+                assert!(
+                    body.starts_with(&format!("{txn} WOULD-DENY: ")),
+                    "{}: {body}",
+                    c.name
+                );
+                assert!(
+                    body.contains("scope") || body.contains("context"),
+                    "{}: the failed requirement: {body}",
+                    c.name
+                );
                 assert!(logged.contains("would be denied"), "{}: {logged}", c.name);
                 assert!(logged.contains(&txn), "{}: txn logged: {logged}", c.name);
             }
             _ => {
-                assert_eq!(body, "none", "{}: no claims for an invalid token", c.name);
+                assert!(
+                    body.starts_with("none WOULD-DENY: "),
+                    "{}: no claims for an invalid token, and the reason: {body}",
+                    c.name
+                );
                 assert!(logged.contains("would be denied"), "{}: {logged}", c.name);
                 assert!(logged.contains("reason="), "{}: {logged}", c.name);
             }
