@@ -9,8 +9,9 @@ use http::HeaderMap;
 /// an oversized body reaches the core as such and is answered with 413.
 pub const MAX_REQUEST_BODY: usize = txbridge_core::MAX_REQUEST_BODY;
 
-/// Total time allowed for one upstream (discovery, JWKS) request, body included.
-pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Total time allowed for one upstream (discovery, JWKS) request, body included (the Lambda's
+/// reqwest client gives up after the same time).
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The header in which Cloudflare gives the client's address (`rctx.req_ip`).
 pub const CONNECTING_IP_HEADER: &str = "cf-connecting-ip";
