@@ -5,7 +5,9 @@
 //!   JWKS fetch at the issuer;
 //! - the same with a slow (0.5 s) upstream;
 //! - keys expiring (ttl 10 s) under concurrent load: every request 200, one refresh per expiry;
-//! - a failing upstream under concurrency: every request 503 with `Retry-After`, never a 500.
+//! - a failing upstream under concurrency: every request 503 with `Retry-After`, never a 500;
+//! - a client that disconnects while its request fetches a cold cluster's keys: the next
+//!   request for that cluster is served normally (no wait for an abandoned fetch, no back-off).
 //!
 //! Each case uses a cluster of its own, so each starts cold.
 
@@ -17,12 +19,13 @@ use anyhow::{Context as _, ensure};
 use crate::suite::{Env, JWT, Resp, TE, TXN};
 
 /// One cluster per case.
-pub const CLUSTERS: [&str; 5] = [
+pub const CLUSTERS: [&str; 6] = [
     "name=herd-a,alg=RS256",
     "name=herd-b,alg=ES256,mirror",
     "name=slow,alg=RS256",
     "name=expiring,alg=ES256",
     "name=down,alg=RS256",
+    "name=abandoned,alg=RS256",
 ];
 
 /// The key cache TTL of a concurrency run (the smallest allowed); must match [`config`].
@@ -211,6 +214,75 @@ fn failing_upstream_under_concurrency(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends a token request on a raw connection and closes it at once, without reading the answer
+/// (a client that gives up, or a pod killed mid-request).
+fn send_and_hang_up(env: &Env, token: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let url = url::Url::parse(&env.f.base_url)?;
+    let host = url.host_str().context("host")?;
+    let port = url.port_or_known_default().context("port")?;
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", TE),
+            ("subject_token", token),
+            ("subject_token_type", JWT),
+        ])
+        .finish();
+    let path = format!("{}/token", url.path().trim_end_matches('/'));
+    let mut conn = std::net::TcpStream::connect((host, port))?;
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    conn.flush()?;
+    conn.shutdown(std::net::Shutdown::Both)?;
+    Ok(())
+}
+
+/// A client disconnects while its request fetches a cold cluster's keys (the upstream is slow,
+/// so the fetch is in flight when it goes). Other requests for that cluster must not be held
+/// for the abandoned fetch (until its deadline, then a 503) nor start the failure back-off: the
+/// next request is served normally and promptly.
+fn client_gone_during_a_cold_fetch(env: &Env) -> anyhow::Result<()> {
+    let token = env.token("abandoned", "payments", "checkout");
+    env.harness.fault("abandoned", "both", "slow")?;
+    send_and_hang_up(env, &token)?;
+    // Let the abandoned request reach the upstream first.
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let r = env.exchange(&token, &[]);
+    let took = started.elapsed();
+    env.harness.fault("abandoned", "both", "none")?;
+    ensure!(
+        r.status == 200 && r.body["access_token"].is_string(),
+        "after a client hung up mid-fetch: {} {} (after {took:?})",
+        r.status,
+        r.raw
+    );
+    // Discovery and JWKS each take 0.5 s: an answer well before the 6 s fetch deadline shows
+    // nobody waited out an abandoned claim.
+    ensure!(
+        took < Duration::from_secs(3),
+        "the next request took {took:?}: it waited for the abandoned fetch"
+    );
+    let again = env.exchange(&token, &[]);
+    ensure!(
+        again.status == 200,
+        "and again: {} {}",
+        again.status,
+        again.raw
+    );
+    let f = fetches(env, "abandoned")?;
+    ensure!(
+        f.0 <= 2 && f.1 <= 2,
+        "{} discovery and {} JWKS fetches",
+        f.0,
+        f.1
+    );
+    Ok(())
+}
+
 /// Runs every case; reports all failures at once.
 pub fn run(env: &Env) {
     let cases: &[crate::suite::Case] = &[
@@ -226,6 +298,10 @@ pub fn run(env: &Env) {
         (
             "failing upstream under concurrency",
             failing_upstream_under_concurrency,
+        ),
+        (
+            "a client gone during a cold fetch",
+            client_gone_during_a_cold_fetch,
         ),
         ("leak check", crate::suite::leak_check),
     ];
