@@ -1,8 +1,7 @@
 //! The TOML config: raw serde types ([`raw`]), compiled into a checked [`Config`] once at
 //! start-up. Every problem is collected (a checker reports them all), each with its key path and
-//! line and never a value ([`error`]).
+//! line and never a value (txbridge-toml).
 
-mod error;
 mod raw;
 
 use std::collections::HashSet;
@@ -18,10 +17,10 @@ use txbridge_jose::jws::Algorithm;
 use txbridge_jose::keys::{KeyCacheConfig, KeySource};
 use txbridge_jose::urls::{check_url, parse_url_ascii};
 
-use error::Problems;
-pub use error::{ConfigError, ConfigProblem};
 pub use raw::RawConfig;
 use raw::{RawCluster, RawPolicy, RawSigner};
+use txbridge_toml::Problems;
+pub use txbridge_toml::{ConfigError, ConfigProblem};
 
 /// Which key signs TxTokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,9 +96,8 @@ impl Config {
     /// Parses and compiles a TOML config document. The error lists every problem found, each
     /// with its key path and line.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let doc = toml::de::DeTable::parse(text).map_err(|e| error::syntax(text, &e))?;
-        let raw: RawConfig = toml::from_str(text).map_err(|e| error::shape(&doc, text, &e))?;
-        Config::try_from(raw).map_err(|e| e.locate(&doc, text))
+        let (raw, doc) = txbridge_toml::parse::<RawConfig>(text)?;
+        Config::try_from(raw).map_err(|e| e.locate(&doc))
     }
 
     pub fn issuer(&self) -> &str {

@@ -1,6 +1,8 @@
-//! Config errors: the key path, the rule broken and the line, never a value. A private key
-//! pasted into the wrong field must not reach a log, so nothing a config holds is quoted: not
-//! the parser's excerpt of the offending line, not serde's "invalid type: string \"...\"".
+//! Strict TOML config documents: typed parsing, and errors that name the key path, the rule
+//! broken and the line, never a value. A private key pasted into the wrong field must not reach
+//! a log, so nothing a config holds is quoted: not the parser's excerpt of the offending line,
+//! not serde's "invalid type: string \"...\"".
+#![forbid(unsafe_code)]
 
 use std::fmt;
 
@@ -56,12 +58,12 @@ impl ConfigError {
         &self.problems
     }
 
-    pub(crate) fn new(problems: Vec<ConfigProblem>) -> Self {
+    pub fn new(problems: Vec<ConfigProblem>) -> Self {
         ConfigError { problems }
     }
 
     /// One problem at `path`.
-    pub(crate) fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError::new(vec![ConfigProblem {
             path: path.into(),
             reason: reason.into(),
@@ -70,10 +72,10 @@ impl ConfigError {
     }
 
     /// Fills in the lines of the problems' key paths from the document they came from.
-    pub(crate) fn locate(mut self, doc: &Spanned<DeTable<'_>>, text: &str) -> Self {
+    pub fn locate(mut self, doc: &Document<'_>) -> Self {
         for p in &mut self.problems {
             if p.line.is_none() {
-                p.line = span_of(doc, &p.path).map(|offset| line_of(text, offset));
+                p.line = span_of(&doc.table, &p.path).map(|offset| line_of(doc.text, offset));
             }
         }
         self
@@ -83,10 +85,10 @@ impl ConfigError {
 /// The problems found while compiling a config; the compile goes on after each, so that a
 /// checker can report them all at once.
 #[derive(Debug, Default)]
-pub(crate) struct Problems(Vec<ConfigProblem>);
+pub struct Problems(Vec<ConfigProblem>);
 
 impl Problems {
-    pub(crate) fn push(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+    pub fn push(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.0.push(ConfigProblem {
             path: path.into(),
             reason: reason.into(),
@@ -95,7 +97,7 @@ impl Problems {
     }
 
     /// Keeps the error of `result`, if any; the value otherwise.
-    pub(crate) fn keep<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+    pub fn keep<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
@@ -105,17 +107,40 @@ impl Problems {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub(crate) fn into_error(self) -> ConfigError {
+    pub fn into_error(self) -> ConfigError {
         ConfigError::new(self.0)
     }
 }
 
+/// A parsed TOML document, kept to locate key paths of later problems.
+pub struct Document<'t> {
+    text: &'t str,
+    table: Spanned<DeTable<'t>>,
+}
+
+impl std::fmt::Debug for Document<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Document")
+    }
+}
+
+/// Parses `text` into `T` (whose serde types should deny unknown fields), keeping the document
+/// to locate the key paths of problems found later ([`ConfigError::locate`]).
+pub fn parse<'t, T: serde::de::DeserializeOwned>(
+    text: &'t str,
+) -> Result<(T, Document<'t>), ConfigError> {
+    let table = DeTable::parse(text).map_err(|e| syntax(text, &e))?;
+    let doc = Document { text, table };
+    let value: T = toml::from_str(text).map_err(|e| shape(&doc.table, text, &e))?;
+    Ok((value, doc))
+}
+
 /// The 1-based line of a byte offset.
-pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map_or(0, |t| t.bytes().filter(|b| *b == b'\n').count())
         + 1
@@ -123,7 +148,7 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
 
 /// A syntax error of the TOML itself: the parser's description (a fixed phrase and the tokens
 /// it expected, never the offending text) and its line.
-pub(crate) fn syntax(text: &str, e: &toml::de::Error) -> ConfigError {
+fn syntax(text: &str, e: &toml::de::Error) -> ConfigError {
     ConfigError::new(vec![ConfigProblem {
         path: String::new(),
         reason: format!("is not valid TOML: {}", e.message().trim_end()),
@@ -133,7 +158,7 @@ pub(crate) fn syntax(text: &str, e: &toml::de::Error) -> ConfigError {
 
 /// A deserialization error (a key of the wrong type, an unknown or missing key): the key path
 /// found at the error's position, and serde's message with every value left out.
-pub(crate) fn shape(doc: &Spanned<DeTable<'_>>, text: &str, e: &toml::de::Error) -> ConfigError {
+fn shape(doc: &Spanned<DeTable<'_>>, text: &str, e: &toml::de::Error) -> ConfigError {
     let offset = e.span().map(|s| s.start);
     let path = offset.map(|o| path_at(doc, o)).unwrap_or_default();
     ConfigError::new(vec![ConfigProblem {
@@ -233,4 +258,73 @@ fn find_in_value(v: &Spanned<DeValue<'_>>, offset: usize, path: &str) -> Option<
         _ => None,
     };
     inner.or_else(|| v.span().contains(&offset).then(|| path.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Doc {
+        name: String,
+        #[serde(default)]
+        items: Vec<Item>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        size: u32,
+    }
+
+    const SECRET: &str = "c2VjcmV0LXZhbHVlLXRoYXQtbXVzdC1ub3QtbGVhaw";
+
+    fn problem(text: &str) -> ConfigProblem {
+        let err = parse::<Doc>(text).unwrap_err();
+        assert!(!err.to_string().contains(SECRET), "{err}");
+        assert_eq!(err.problems().len(), 1, "{err}");
+        err.problems()[0].clone()
+    }
+
+    #[test]
+    fn shape_errors_name_path_and_line_not_the_value() {
+        let p = problem(&format!(
+            "name = \"x\"\n\n[[items]]\nsize = 1\n\n[[items]]\nsize = \"{SECRET}\"\n"
+        ));
+        assert_eq!((p.path.as_str(), p.line), ("items[1].size", Some(7)));
+        assert_eq!(p.reason, "has the wrong type");
+        let p = problem(&format!("name = \"x\"\nkey = \"{SECRET}\"\n"));
+        assert_eq!((p.path.as_str(), p.line), ("key", Some(2)));
+        assert!(p.reason.contains("unknown field"), "{}", p.reason);
+        let p = problem("items = []\n");
+        assert!(p.reason.contains("`name`"), "{}", p.reason);
+    }
+
+    #[test]
+    fn syntax_errors_give_the_line_only() {
+        let p = problem(&format!("name = \"{SECRET}\"\n[[items]\n"));
+        assert_eq!((p.path.as_str(), p.line), ("", Some(2)));
+        assert!(p.reason.starts_with("is not valid TOML"), "{}", p.reason);
+    }
+
+    #[test]
+    fn later_problems_are_located_by_path() {
+        let (_doc, d) =
+            parse::<Doc>("name = \"x\"\n\n[[items]]\nsize = 1\n[[items]]\nsize = 2\n").unwrap();
+        let mut p = Problems::default();
+        p.push("items[1].size", "is too small");
+        p.push("name", "is taken");
+        p.push("", "is empty");
+        let err = p.into_error().locate(&d);
+        let lines: Vec<_> = err.problems().iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![Some(6), Some(1), None]);
+        assert_eq!(
+            err.to_string(),
+            "config: items[1].size is too small (line 6); name is taken (line 1); is empty"
+        );
+    }
 }
