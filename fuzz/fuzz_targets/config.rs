@@ -5,8 +5,9 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use txbridge_core::{Config, HttpError, KeySet, TxBridge};
-use txbridge_signer::LocalSigner;
+use txbridge_core::{Config, TxBridge};
+use txbridge_jose::HttpError;
+use txbridge_signer::{KeySet, LocalSigner};
 use txbridge_test_support::{FixedClock, FnHttp, NOW, TestRuntime};
 
 fn signer() -> Arc<LocalSigner> {

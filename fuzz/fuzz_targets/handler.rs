@@ -35,8 +35,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use libfuzzer_sys::fuzz_target;
 use p256::ecdsa::signature::Verifier as _;
 use serde_json::{Value, json};
-use txbridge_core::__internal as jose;
-use txbridge_core::{ClientIp, Config, MAX_UPSTREAM_BODY};
+use txbridge_core::{ClientIp, Config};
+use txbridge_jose::{self as jose, MAX_UPSTREAM_BODY};
 use txbridge_signer::{LocalSigner, Signer as _};
 use txbridge_test_support::{
     ALPHA_DISCOVERY, ALPHA_ISS, ALPHA_JWKS, BETA_DISCOVERY, BETA_ISS, BETA_JWKS, GAMMA_ISS,

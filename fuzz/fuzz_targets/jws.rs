@@ -6,8 +6,9 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use txbridge_core::__internal::{self as jose, parse_discovery};
-use txbridge_core::{Config, KeySource, MAX_TOKEN_LEN};
+use txbridge_core::Config;
+use txbridge_jose::__internal::parse_discovery;
+use txbridge_jose::{self as jose, KeySource, MAX_TOKEN_LEN};
 use txbridge_signer::{LocalSigner, PublicJwk};
 
 const CONFIG: &str = r#"

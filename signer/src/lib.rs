@@ -21,6 +21,10 @@ mod crypto;
 mod local;
 #[cfg(feature = "local")]
 pub use local::{LocalSigner, SIGN_BACKEND};
+mod setup;
+#[cfg(feature = "local")]
+pub use setup::SetupError;
+pub use setup::{SIGNING_KEY_VAR, SignerConfig, SignerKind};
 
 #[cfg(all(feature = "kms", not(target_arch = "wasm32")))]
 mod kms;

@@ -575,7 +575,7 @@ fn init_phases(config: &str, key: &str, runs: usize) -> anyhow::Result<Value> {
             cfg,
             keys,
             Arc::new(http),
-            Arc::new(txbridge_core::SystemClock),
+            Arc::new(txbridge_jose::SystemClock),
             Arc::new(txbridge_jose::TokioRuntime),
         );
         let build = t.elapsed();

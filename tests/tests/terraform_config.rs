@@ -2,7 +2,8 @@
 //! must be accepted by txbridge's own parser, so the module and the binary cannot drift.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use txbridge_core::{Config, SignerKind};
+use txbridge_core::Config;
+use txbridge_signer::SignerKind;
 
 #[test]
 fn terraform_rendered_config_parses() {

@@ -40,7 +40,10 @@ fn thousand_cold_requests_fetch_keys_once() {
         .enable_all()
         .build()
         .unwrap();
-    let bridge = Arc::new(rt.block_on(txbridge_lambda::build(config, &key)).unwrap());
+    let bridge = Arc::new(
+        rt.block_on(txbridge_lambda::build(config, Some(&key)))
+            .unwrap(),
+    );
     reset_stats(&harness);
     let before = harness.stats().unwrap();
     assert_eq!(before["clusters"]["alpha"]["discovery"], 0);

@@ -24,8 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use futures::executor::block_on;
 use serde_json::{Value, json};
-use txbridge_core::__internal as jose;
-use txbridge_core::{Algorithm, VerifyKey};
+use txbridge_jose::{self as jose, Algorithm, VerifyKey};
 use txbridge_signer::{LocalSigner, Signer as _};
 use txbridge_test_support::{TestKey, World, form, pairs};
 
@@ -82,7 +81,7 @@ fn signed(token: &str) -> Signed {
 /// The core's parsed verification key for a test key (the same path as a fetched JWKS).
 fn verify_key(key: &TestKey) -> VerifyKey {
     let doc = json!({"keys": [key.public_jwk("k")]});
-    jose::parse_jwks(&serde_json::to_vec(&doc).unwrap())
+    jose::parse_verify_keys(&serde_json::to_vec(&doc).unwrap())
         .unwrap()
         .remove(0)
 }
@@ -94,7 +93,7 @@ fn floor(c: &mut Criterion) {
     // bench/run.sh reads this line to label the configuration.
     eprintln!(
         "backends: verify {} / sign {}",
-        jose::VERIFY_BACKEND,
+        jose::__internal::VERIFY_BACKEND,
         txbridge_signer::SIGN_BACKEND
     );
     let world = primed_world();
@@ -104,28 +103,44 @@ fn floor(c: &mut Criterion) {
     let es_key = verify_key(&world.beta);
     let signer = LocalSigner::generate();
     let to_sign = txtoken_signing_input(&world);
-    assert!(rs_key.verify(Algorithm::RS256, &rs.input, &rs.signature));
-    assert!(es_key.verify(Algorithm::ES256, &es.input, &es.signature));
+    assert!(block_on(rs_key.verify(
+        Algorithm::RS256,
+        &rs.input,
+        &rs.signature
+    )));
+    assert!(block_on(es_key.verify(
+        Algorithm::ES256,
+        &es.input,
+        &es.signature
+    )));
 
     let mut g = c.benchmark_group("floor");
     g.bench_function("rs256_verify", |b| {
-        b.iter(|| rs_key.verify(Algorithm::RS256, black_box(&rs.input), &rs.signature))
+        b.iter(|| block_on(rs_key.verify(Algorithm::RS256, black_box(&rs.input), &rs.signature)))
     });
     g.bench_function("es256_verify", |b| {
-        b.iter(|| es_key.verify(Algorithm::ES256, black_box(&es.input), &es.signature))
+        b.iter(|| block_on(es_key.verify(Algorithm::ES256, black_box(&es.input), &es.signature)))
     });
     g.bench_function("es256_sign", |b| {
         b.iter(|| block_on(signer.sign(black_box(&to_sign))).unwrap())
     });
     g.bench_function("rs256_verify+es256_sign", |b| {
         b.iter(|| {
-            assert!(rs_key.verify(Algorithm::RS256, black_box(&rs.input), &rs.signature));
+            assert!(block_on(rs_key.verify(
+                Algorithm::RS256,
+                black_box(&rs.input),
+                &rs.signature
+            )));
             block_on(signer.sign(black_box(&to_sign))).unwrap()
         })
     });
     g.bench_function("es256_verify+es256_sign", |b| {
         b.iter(|| {
-            assert!(es_key.verify(Algorithm::ES256, black_box(&es.input), &es.signature));
+            assert!(block_on(es_key.verify(
+                Algorithm::ES256,
+                black_box(&es.input),
+                &es.signature
+            )));
             block_on(signer.sign(black_box(&to_sign))).unwrap()
         })
     });
@@ -219,7 +234,7 @@ fn backends(c: &mut Criterion) {
 
     // The "rsa_crate" / "p256_crate" rows go through core's `VerifyKey` and `LocalSigner`: only
     // rsa/p256 in the build without the `aws-lc` features.
-    if jose::VERIFY_BACKEND != "rsa+p256" || txbridge_signer::SIGN_BACKEND != "p256" {
+    if jose::__internal::VERIFY_BACKEND != "rsa+p256" || txbridge_signer::SIGN_BACKEND != "p256" {
         eprintln!("backend: skipped (run it in the build without the aws-lc features)");
         return;
     }
@@ -294,7 +309,7 @@ fn backends(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("backend");
     g.bench_function("rs256_verify/rsa_crate", |b| {
-        b.iter(|| rs_key.verify(Algorithm::RS256, black_box(&rs.input), &rs.signature))
+        b.iter(|| block_on(rs_key.verify(Algorithm::RS256, black_box(&rs.input), &rs.signature)))
     });
     g.bench_function("rs256_verify/jsonwebtoken_rust_crypto", |b| {
         b.iter(|| {
@@ -321,7 +336,7 @@ fn backends(c: &mut Criterion) {
         })
     });
     g.bench_function("es256_verify/p256_crate", |b| {
-        b.iter(|| es_key.verify(Algorithm::ES256, black_box(&es.input), &es.signature))
+        b.iter(|| block_on(es_key.verify(Algorithm::ES256, black_box(&es.input), &es.signature)))
     });
     g.bench_function("es256_verify/jsonwebtoken_rust_crypto", |b| {
         b.iter(|| {
@@ -368,7 +383,11 @@ fn throughput(c: &mut Criterion) {
     let signer = Arc::new(LocalSigner::generate());
     let to_sign: Arc<[u8]> = txtoken_signing_input(&world).into();
     let floor_once = |rs: &Signed, key: &VerifyKey, signer: &LocalSigner, to_sign: &[u8]| {
-        assert!(key.verify(Algorithm::RS256, &rs.input, &rs.signature));
+        assert!(block_on(key.verify(
+            Algorithm::RS256,
+            &rs.input,
+            &rs.signature
+        )));
         block_on(signer.sign(to_sign)).unwrap()
     };
 

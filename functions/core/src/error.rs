@@ -4,7 +4,7 @@ use http::StatusCode;
 
 use crate::subject::{Rejected, SubjectTokenError};
 use crate::workload::WorkloadRefused;
-use txbridge_jose::txtoken::TxTokenError;
+use txbridge_jose::TokenError;
 
 /// OAuth 2.0 error codes (RFC 6749 §5.2, RFC 8693 §2.2.2) used on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub enum Error {
     /// The subject token of a replacement (`subject_token_type` txn_token) is not a valid
     /// TxToken of this service.
     #[error("invalid subject token: {0}")]
-    TxnToken(#[from] TxTokenError),
+    TxnToken(TokenError),
     #[error("request_details may not change the transaction context of a replaced token")]
     TctxImmutable,
     #[error("the transaction token was replaced too many times")]
@@ -200,8 +200,9 @@ const UNVERIFIED: &str = "token could not be verified";
 
 fn token_description(e: SubjectTokenError) -> String {
     use SubjectTokenError as S;
+    use TokenError as T;
     match e {
-        S::UntrustedIssuer | S::AlgorithmNotAllowed | S::UnknownKey | S::BadSignature => {
+        S::UntrustedIssuer | S::Token(T::AlgorithmNotAllowed | T::UnknownKey | T::BadSignature) => {
             UNVERIFIED.to_owned()
         }
         other => other.to_string(),

@@ -1,30 +1,12 @@
-//! The one HTTP handler both shells call: routes, the exchange itself, responses.
-
-use std::net::IpAddr;
-use std::sync::Arc;
+//! The one HTTP handler both shells call: routes, the token endpoint's log line, responses.
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use txbridge_signer::KeySet;
 
-use crate::config::Config;
 use crate::error::{Error, WireError};
-use crate::form::{self, ExchangeRequest, GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_TXN_TOKEN};
-use crate::identity::Subject;
-use crate::mint::{self, Grant};
-use crate::policy::{self, Decision};
-use crate::replace::{self, ReplaceRequest};
-use crate::subject::{self, Rejected};
-use crate::workload;
-use txbridge_jose::crypto;
-use txbridge_jose::jws::{VerifyBackend, VerifyKey};
-use txbridge_jose::keys::KeyCache;
-use txbridge_jose::ports::{AsyncRuntime, Clock, HttpClient, with_deadline};
-use txbridge_jose::txtoken::{self, Expectations, TxTokenError};
-
-/// Request extension a shell sets to the caller's address as its platform reports it
-/// (Lambda: the event's source IP; Worker: `CF-Connecting-IP`). Becomes `rctx.req_ip`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientIp(pub IpAddr);
+use crate::form::{self, TOKEN_TYPE_TXN_TOKEN};
+use crate::request::{Kind, TokenRequest};
+use crate::service::{Trail, TxBridge};
+use txbridge_jose::{sha256, with_deadline};
 
 /// Headers naming the requesting workload (`req_wl`).
 pub use crate::workload::WORKLOAD_HEADERS;
@@ -37,88 +19,7 @@ pub use crate::workload::WORKLOAD_HEADERS;
 /// instead of a 502 and a reset execution environment.
 pub const UPSTREAM_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
 
-/// The exchange service, built once per cold start and shared by all requests.
-pub struct TxBridge {
-    config: Config,
-    keys: KeySet,
-    clock: Arc<dyn Clock>,
-    runtime: Arc<dyn AsyncRuntime>,
-    cache: KeyCache,
-    jwks_body: Vec<u8>,
-    metadata_body: Vec<u8>,
-    /// The active key, parsed once: it verifies the TxTokens to replace.
-    active_key: Vec<VerifyKey>,
-}
-
-impl std::fmt::Debug for TxBridge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxBridge")
-            .field("issuer", &self.config.issuer)
-            .field("clusters", &self.config.clusters.len())
-            .finish_non_exhaustive()
-    }
-}
-
-/// The outcome of a successful exchange, for the log line.
-struct Issued {
-    body: Vec<u8>,
-    txn: String,
-    subject: Subject,
-    scope: String,
-    /// The authenticated workload that asked to replace a TxToken (a replacement), or `None`
-    /// (an exchange of an SA token).
-    actor: Option<String>,
-}
-
 impl TxBridge {
-    /// The service from its config and keys, and the shell's ports: outbound HTTP (discovery,
-    /// JWKS), the clock, and the async runtime (timers, background key refreshes).
-    pub fn new(
-        config: Config,
-        keys: KeySet,
-        http: Arc<dyn HttpClient>,
-        clock: Arc<dyn Clock>,
-        runtime: Arc<dyn AsyncRuntime>,
-    ) -> Self {
-        let sources = config.clusters.iter().map(|c| c.key_source()).collect();
-        let cache = KeyCache::new(
-            sources,
-            config.key_cache,
-            http,
-            clock.clone(),
-            runtime.clone(),
-        );
-        let jwks_body = serde_json::to_vec(&keys.jwks()).unwrap_or_default();
-        let metadata_body = serde_json::to_vec(&metadata(&config)).unwrap_or_default();
-        // The active key is a checked P-256 key with a kid, so this cannot drop it.
-        let active = serde_json::json!({ "keys": [keys.signer().public_jwk()] });
-        let active_key = serde_json::to_vec(&active)
-            .ok()
-            .and_then(|body| txtoken::parse_keys(&body).ok())
-            .unwrap_or_default();
-        TxBridge {
-            config,
-            keys,
-            clock,
-            runtime,
-            cache,
-            jwks_body,
-            metadata_body,
-            active_key,
-        }
-    }
-
-    /// Verifies subject-token signatures through `backend` where it can import the key (the
-    /// Worker: WebCrypto); txbridge's own code verifies the rest.
-    pub fn with_verify_backend(mut self, backend: Arc<dyn VerifyBackend>) -> Self {
-        self.cache = self.cache.with_verify_backend(backend);
-        self
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Answers one request. Never fails: every error becomes an RFC 6749 error response.
     pub async fn handle(&self, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
         let path = req.uri().path();
@@ -127,7 +28,7 @@ impl TxBridge {
         let resp = match path {
             "/token" | "/token_endpoint" => {
                 if req.method() == Method::POST {
-                    return self.exchange(req).await;
+                    return self.token_endpoint(req).await;
                 }
                 Err(Error::MethodNotAllowed { allow: "POST" })
             }
@@ -163,7 +64,8 @@ impl TxBridge {
         resp
     }
 
-    async fn exchange(&self, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
+    /// `POST /token`: the pipeline within the upstream budget, and one log line.
+    async fn token_endpoint(&self, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
         let started = self.clock.now_millis();
         // Only a body within the size cap is read at all, for the fingerprint too.
         let digest = if req.body().len() <= form::MAX_BODY {
@@ -171,8 +73,12 @@ impl TxBridge {
         } else {
             "-".to_owned()
         };
-        let budget = self.runtime.sleep(UPSTREAM_BUDGET);
-        let outcome = with_deadline(budget, self.try_exchange(req))
+        let mut trail = Trail::default();
+        let work = async {
+            let parsed = TokenRequest::parse(&req)?;
+            self.issue(parsed, self.clock.now(), &mut trail).await
+        };
+        let outcome = with_deadline(self.runtime.sleep(UPSTREAM_BUDGET), work)
             .await
             .unwrap_or_else(|| {
                 tracing::warn!(
@@ -181,25 +87,33 @@ impl TxBridge {
                 );
                 Err(Error::UpstreamUnavailable { retry_after: 1 })
             });
+        let latency_ms = self.clock.now_millis().saturating_sub(started);
         match outcome {
             Ok(issued) => {
                 tracing::info!(
                     outcome = "issued",
-                    txn = %issued.txn,
+                    txn = trail.txn.as_deref(),
                     cluster = %issued.subject.cluster,
                     namespace = %issued.subject.namespace,
                     service_account = %issued.subject.service_account,
                     scope = %issued.scope,
-                    replacement = issued.actor.is_some(),
-                    actor = issued.actor.as_deref(),
+                    kind = trail.kind.map(Kind::as_str),
+                    replacement = trail.actor.is_some(),
+                    actor = trail.actor.as_deref(),
+                    policy = trail.policy.as_deref(),
                     subject_digest = %digest,
-                    latency_ms = self.clock.now_millis().saturating_sub(started),
+                    latency_ms,
                     "token exchange"
                 );
-                let mut resp = json(StatusCode::OK, issued.body, "no-store");
-                resp.headers_mut()
-                    .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-                resp
+                match token_response(issued.token.expose(), issued.expires_in, &issued.scope) {
+                    Ok(body) => {
+                        let mut resp = json(StatusCode::OK, body, "no-store");
+                        resp.headers_mut()
+                            .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+                        resp
+                    }
+                    Err(err) => error_response(&err),
+                }
             }
             Err(err) => {
                 let wire = WireError::from(&err);
@@ -208,180 +122,17 @@ impl TxBridge {
                     status = wire.status.as_u16(),
                     error = wire.code.as_str(),
                     reason = %err,
+                    kind = trail.kind.map(Kind::as_str),
+                    cluster = trail.cluster.as_deref(),
+                    policy = trail.policy.as_deref(),
+                    txn = trail.txn.as_deref(),
                     subject_digest = %digest,
-                    latency_ms = self.clock.now_millis().saturating_sub(started),
+                    latency_ms,
                     "token exchange"
                 );
                 error_response(&err)
             }
         }
-    }
-
-    async fn try_exchange(&self, req: Request<Vec<u8>>) -> Result<Issued, Error> {
-        if req.body().len() > form::MAX_BODY {
-            return Err(Error::PayloadTooLarge);
-        }
-        if !form::is_form_content_type(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(Error::UnsupportedContentType);
-        }
-        let client_ip = req.extensions().get::<ClientIp>().map(|c| c.0);
-        let claimed = workload::claimed(req.headers())?;
-        let exchange: ExchangeRequest = form::parse(req.body())?;
-        if exchange
-            .audience
-            .as_ref()
-            .is_some_and(|aud| aud != &self.config.trust_domain)
-        {
-            return Err(Error::InvalidTarget);
-        }
-
-        let now = self.clock.now();
-        if exchange.subject_token_type == TOKEN_TYPE_TXN_TOKEN {
-            return self.try_replace(exchange, claimed, now).await;
-        }
-        if exchange.actor_token.is_some() {
-            return Err(Error::ActorTokenNotSupported);
-        }
-        let subject = subject::validate(
-            &self.config,
-            &self.cache,
-            exchange.subject_token.expose(),
-            now,
-        )
-        .await
-        .map_err(Error::from)
-        .inspect_err(|e| tracing::debug!(reason = %e, "subject token rejected"))?;
-
-        let policies = &self.config.policies;
-        let ceiling = match policy::evaluate(policies, &subject, &exchange.request_details) {
-            Decision::Allow { ceiling } => ceiling,
-            Decision::Deny => return Err(Error::NotAuthorized),
-        };
-        let req_wl = workload::authorize(
-            claimed,
-            &subject.workload_id,
-            policy::workload_globs(policies, &subject, &exchange.request_details),
-        )?;
-        let scope = policy::grant(&ceiling, exchange.scope.as_deref()).ok_or_else(|| {
-            tracing::debug!(cluster = %subject.cluster, namespace = %subject.namespace,
-                service_account = %subject.service_account, "requested scope exceeds the ceiling");
-            Error::InvalidScope
-        })?;
-
-        let minted = mint::mint(
-            &self.config.issuer,
-            &self.config.trust_domain,
-            self.config.token_lifetime,
-            self.keys.signer(),
-            Grant {
-                subject: &subject,
-                scope: &scope,
-                req_wl,
-                req_ip: client_ip,
-                authn: exchange.subject_token_type,
-                request_details: exchange.request_details,
-                request_context: exchange.request_context,
-            },
-            now,
-        )
-        .await?;
-
-        let scope = scope.join(" ");
-        let body = token_response(minted.token.expose(), minted.exp - minted.iat, &scope)?;
-        Ok(Issued {
-            body,
-            txn: minted.txn,
-            subject,
-            scope,
-            actor: None,
-        })
-    }
-
-    /// A replacement TxToken for a TxToken of this service, requested by the workload its
-    /// `actor_token` authenticates (rules in [`crate::replace`]).
-    async fn try_replace(
-        &self,
-        exchange: ExchangeRequest,
-        claimed: Option<String>,
-        now: u64,
-    ) -> Result<Issued, Error> {
-        let expect = Expectations {
-            issuer: &self.config.issuer,
-            audience: &self.config.trust_domain,
-            leeway: self.config.leeway,
-        };
-        let token = exchange.subject_token.expose();
-        let original = txtoken::verify(token, &self.active_key, &expect, now)
-            .map_err(|e| match e {
-                TxTokenError::UnknownKey if self.signed_by_retired_key(token) => {
-                    Error::ReplacementKeyRetired
-                }
-                e => Error::TxnToken(e),
-            })
-            .inspect_err(
-                |e| tracing::debug!(reason = %e, "transaction token to replace rejected"),
-            )?;
-
-        // The replacing workload: its own SA token, validated like a subject token, allowed by a
-        // policy (default deny); its workload id under the header rules.
-        let (actor_token, _) = exchange
-            .actor_token
-            .as_ref()
-            .ok_or(Error::ActorTokenRequired)?;
-        let actor = subject::validate(&self.config, &self.cache, actor_token.expose(), now)
-            .await
-            .map_err(|e| match e {
-                Rejected::Token(e) => Error::ActorToken(e),
-                keys @ Rejected::KeysUnavailable(_) => keys.into(),
-            })
-            .inspect_err(|e| tracing::debug!(reason = %e, "actor token rejected"))?;
-        let policies = &self.config.policies;
-        if policy::applicable(policies, &actor, &original.tctx)
-            .next()
-            .is_none()
-        {
-            tracing::debug!(cluster = %actor.cluster, namespace = %actor.namespace,
-                service_account = %actor.service_account, "no policy matches the actor");
-            return Err(Error::ActorNotAuthorized);
-        }
-        let actor_workload = workload::authorize(
-            claimed,
-            &actor.workload_id,
-            policy::workload_globs(policies, &actor, &original.tctx),
-        )?;
-
-        let planned = replace::plan(
-            &self.config,
-            original,
-            ReplaceRequest {
-                scope: exchange.scope.as_deref(),
-                request_details: exchange.request_details,
-                request_context: exchange.request_context,
-                actor_workload: actor_workload.clone(),
-            },
-            now,
-        )?;
-        let token = mint::sign_claims(self.keys.signer(), &planned.claims, &planned.txn).await?;
-        let scope = planned.scope.join(" ");
-        let body = token_response(token.expose(), planned.exp - planned.iat, &scope)?;
-        Ok(Issued {
-            body,
-            txn: planned.txn,
-            subject: planned.subject,
-            scope,
-            actor: Some(actor_workload),
-        })
-    }
-
-    /// Does the token name (in its header) one of the previous keys the JWKS still publishes?
-    fn signed_by_retired_key(&self, token: &str) -> bool {
-        let kid = txbridge_jose::jws::parse_compact(token)
-            .ok()
-            .and_then(|jws| jws.kid);
-        kid.is_some_and(|kid| {
-            kid != self.keys.signer().key_id()
-                && self.keys.public_keys().iter().any(|k| k.kid() == kid)
-        })
     }
 }
 
@@ -445,8 +196,8 @@ fn subject_digest(body: &[u8]) -> String {
     match token {
         Some(t) if !t.is_empty() => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            let d = crypto::sha256(t.as_bytes());
-            d.as_ref()[..8]
+            let d = sha256(t.as_bytes());
+            d[..8]
                 .iter()
                 .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]])
                 .map(char::from)
@@ -454,22 +205,6 @@ fn subject_digest(body: &[u8]) -> String {
         }
         _ => "-".to_owned(),
     }
-}
-
-fn metadata(config: &Config) -> serde_json::Value {
-    let issuer = &config.issuer;
-    serde_json::json!({
-        "issuer": issuer,
-        "token_endpoint": format!("{issuer}/token"),
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "grant_types_supported": [GRANT_TYPE_TOKEN_EXCHANGE],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "response_types_supported": [],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
-        "issued_token_types_supported": [TOKEN_TYPE_TXN_TOKEN],
-        "subject_token_types_supported": [form::TOKEN_TYPE_JWT, form::TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_TXN_TOKEN],
-    })
 }
 
 fn json(status: StatusCode, body: Vec<u8>, cache_control: &'static str) -> Response<Vec<u8>> {

@@ -39,45 +39,30 @@ mod subject;
 mod error;
 
 mod form;
+
 mod mint;
+mod request;
+
 mod replace;
+
+mod service;
 
 mod handler;
 
 // The service: what a shell builds once and calls per request.
 pub use error::{Error, ErrorCode};
 pub use form::MAX_BODY as MAX_REQUEST_BODY;
-pub use handler::{ClientIp, TxBridge, WORKLOAD_HEADERS, error_response, unavailable_response};
+pub use handler::{UPSTREAM_BUDGET, WORKLOAD_HEADERS, error_response, unavailable_response};
+pub use request::ClientIp;
+pub use service::TxBridge;
 pub use subject::SubjectTokenError;
 
 // Configuration.
-pub use config::{Cluster, Config, ConfigError, ConfigProblem, SignerConfig, SignerKind};
-pub use txbridge_jose::KeyCacheConfig;
-
-// Ports the shells implement, and the signing port (txbridge-signer).
-#[cfg(not(target_arch = "wasm32"))]
-pub use txbridge_jose::SystemClock;
-pub use txbridge_jose::{
-    Algorithm, AsyncRuntime, BackendKey, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY,
-    PublicKeyMaterial, Task, VerifyBackend,
-};
-pub use txbridge_signer::{KeySet, PublicJwk, Signer};
-
-// TxToken verification (txbridge-jose), shared by the exchange (replacement) and the consumer
-// side (txbridge-verifier): the token, its service's keys, the key cache and the URL rules.
-pub use txbridge_jose::{
-    Expectations, FetchError, KeyCache, KeySnapshot, KeySource, MAX_TOKEN_LEN, TXN_TOKEN_TYP,
-    TxTokenClaims, TxTokenError, Unavailable, UnverifiedTxToken, VerifyKey, check_url,
-    parse_txtoken_keys, parse_url_ascii,
-};
+pub use config::{Cluster, Config, ConfigError, ConfigProblem};
 
 /// Not API: internals the fuzz targets and benchmarks drive directly. No stability, no docs.
 #[doc(hidden)]
 pub mod __internal {
     pub use crate::error::WireError;
     pub use crate::form::{is_form_content_type, parse as parse_form};
-    pub use txbridge_jose::jws::{
-        JwsError, UnverifiedJws, VERIFY_BACKEND, parse_compact, parse_jwks,
-    };
-    pub use txbridge_jose::keys::parse_discovery;
 }

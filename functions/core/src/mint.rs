@@ -10,8 +10,7 @@ use txbridge_signer::Signer;
 use crate::error::Error;
 use crate::identity::Subject;
 use crate::subject::SubjectTokenError;
-use txbridge_jose::jws::{MAX_TOKEN_LEN, b64_encode, b64_encode_into};
-use txbridge_jose::txtoken::TXN_TOKEN_TYP;
+use txbridge_jose::{MAX_TOKEN_LEN, TXN_TOKEN_TYP, TokenError, b64_encode, b64_encode_into};
 
 /// tctx keys txbridge sets from the verified subject.
 pub const TCTX_RESERVED: [&str; 3] = ["cluster", "namespace", "service_account"];
@@ -45,13 +44,21 @@ pub struct Grant<'a> {
     pub request_context: Map<String, Value>,
 }
 
-/// The result of minting.
-#[derive(Debug)]
-pub struct Minted {
-    pub token: TxToken,
-    pub txn: String,
-    pub iat: u64,
+/// The claims of a TxToken, serialized in this order: sorted by name, as a `json!` object
+/// serializes them, so a token's bytes do not depend on how its claims were built (an exchange
+/// or a replacement).
+#[derive(Debug, Serialize)]
+pub struct TxClaims {
+    pub aud: String,
     pub exp: u64,
+    pub iat: u64,
+    pub iss: String,
+    pub rctx: Map<String, Value>,
+    pub req_wl: String,
+    pub scope: String,
+    pub sub: String,
+    pub tctx: Map<String, Value>,
+    pub txn: String,
 }
 
 /// A fresh transaction id: 128 random bits, base64url.
@@ -63,7 +70,10 @@ pub fn new_txn() -> Result<String, Error> {
 
 /// `tctx`: request_details plus the verified cluster/namespace/service account. A details key
 /// that names one of those must carry the verified value.
-pub fn build_tctx(subject: &Subject, mut details: Map<String, Value>) -> Result<Value, Error> {
+pub fn build_tctx(
+    subject: &Subject,
+    mut details: Map<String, Value>,
+) -> Result<Map<String, Value>, Error> {
     let verified = [
         (TCTX_RESERVED[0], &subject.cluster),
         (TCTX_RESERVED[1], &subject.namespace),
@@ -77,7 +87,7 @@ pub fn build_tctx(subject: &Subject, mut details: Map<String, Value>) -> Result<
         }
         details.insert(key.to_owned(), Value::String(value.clone()));
     }
-    Ok(Value::Object(details))
+    Ok(details)
 }
 
 /// `rctx`: request_context additions plus req_wl, req_ip and authn, which it cannot set.
@@ -86,7 +96,7 @@ pub fn build_rctx(
     req_ip: Option<IpAddr>,
     authn: &str,
     mut context: Map<String, Value>,
-) -> Result<Value, Error> {
+) -> Result<Map<String, Value>, Error> {
     if RCTX_RESERVED.iter().any(|k| context.contains_key(*k)) {
         return Err(Error::RequestContextReserved);
     }
@@ -95,18 +105,18 @@ pub fn build_rctx(
         context.insert("req_ip".into(), Value::String(ip.to_string()));
     }
     context.insert("authn".into(), Value::String(authn.to_owned()));
-    Ok(Value::Object(context))
+    Ok(context)
 }
 
-/// Builds, signs and serializes a TxToken. `exp` never passes the subject token's `exp`.
-pub async fn mint(
+/// The claims of a fresh TxToken for a verified subject (an exchange). `exp` never passes the
+/// subject token's `exp`.
+pub fn exchange_claims(
     issuer: &str,
     trust_domain: &str,
     lifetime: u64,
-    signer: &dyn Signer,
     grant: Grant<'_>,
     now: u64,
-) -> Result<Minted, Error> {
+) -> Result<TxClaims, Error> {
     let Grant {
         subject,
         scope,
@@ -118,46 +128,20 @@ pub async fn mint(
     } = grant;
     let exp = now.saturating_add(lifetime).min(subject.exp);
     if exp <= now {
-        return Err(SubjectTokenError::Expired.into());
+        return Err(SubjectTokenError::from(TokenError::Expired).into());
     }
-    let tctx = build_tctx(subject, request_details)?;
-    let rctx = build_rctx(&req_wl, req_ip, authn, request_context)?;
-    let txn = new_txn()?;
-    let claims = Claims {
-        aud: trust_domain,
+    Ok(TxClaims {
+        aud: trust_domain.to_owned(),
         exp,
         iat: now,
-        iss: issuer,
-        rctx: &rctx,
-        req_wl: &req_wl,
-        scope: &scope.join(" "),
-        sub: &format!("{}:{}", subject.cluster, subject.k8s_sub),
-        tctx: &tctx,
-        txn: &txn,
-    };
-    let token = sign_claims(signer, &claims, &txn).await?;
-    Ok(Minted {
-        token,
-        txn,
-        iat: now,
-        exp,
+        iss: issuer.to_owned(),
+        rctx: build_rctx(&req_wl, req_ip, authn, request_context)?,
+        req_wl,
+        scope: scope.join(" "),
+        sub: format!("{}:{}", subject.cluster, subject.k8s_sub),
+        tctx: build_tctx(subject, request_details)?,
+        txn: new_txn()?,
     })
-}
-
-/// The claims of a minted TxToken, serialized directly. Fields are in the order a JSON object
-/// built with `json!` serialized them (sorted by name), so the bytes are the same.
-#[derive(Serialize)]
-struct Claims<'a> {
-    aud: &'a str,
-    exp: u64,
-    iat: u64,
-    iss: &'a str,
-    rctx: &'a Value,
-    req_wl: &'a str,
-    scope: &'a str,
-    sub: &'a str,
-    tctx: &'a Value,
-    txn: &'a str,
 }
 
 /// The JOSE header of a TxToken (fields sorted by name, as above).
@@ -172,12 +156,8 @@ struct Header<'a> {
 const ES256_SIGNATURE_B64_LEN: usize = 86;
 
 /// Serializes and signs a TxToken's claims: header `{"alg", "typ": "txntoken+jwt", "kid"}`.
-/// `txn` is only for the log line of a signing failure.
-pub async fn sign_claims<C: Serialize + ?Sized>(
-    signer: &dyn Signer,
-    claims: &C,
-    txn: &str,
-) -> Result<TxToken, Error> {
+pub async fn sign(signer: &dyn Signer, claims: &TxClaims) -> Result<TxToken, Error> {
+    let txn = claims.txn.as_str();
     let header = Header {
         alg: signer.alg(),
         kid: signer.key_id(),
@@ -216,17 +196,17 @@ mod tests {
     fn typed_claims_serialize_like_json_objects() {
         let tctx = json!({"cluster": "c", "zeta": [1, 2], "a\"b": {"y": null, "x": true}});
         let rctx = json!({"req_wl": "ns/wl", "authn": "urn:x", "req_ip": "10.0.0.1"});
-        let claims = Claims {
-            aud: "td",
+        let claims = TxClaims {
+            aud: "td".into(),
             exp: 1_700_000_300,
             iat: 1_700_000_000,
-            iss: "https://tts.example/é",
-            rctx: &rctx,
-            req_wl: "ns/wl",
-            scope: "a b",
-            sub: "alpha:system:serviceaccount:ns:sa",
-            tctx: &tctx,
-            txn: "dHhu",
+            iss: "https://tts.example/é".into(),
+            rctx: rctx.as_object().unwrap().clone(),
+            req_wl: "ns/wl".into(),
+            scope: "a b".into(),
+            sub: "alpha:system:serviceaccount:ns:sa".into(),
+            tctx: tctx.as_object().unwrap().clone(),
+            txn: "dHhu".into(),
         };
         let old = json!({
             "iss": "https://tts.example/é",

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::identity::Subject;
 
-pub use txbridge_jose::glob::Glob;
+pub use txbridge_jose::Glob;
 
 /// Compiles a policy's cluster, namespace or service-account pattern: Kubernetes name
 /// characters and `*`.
@@ -59,73 +59,67 @@ impl Policy {
     }
 }
 
-/// The outcome of evaluating the policy for a subject.
+/// What the policies decided for a subject: the policies that apply (globs match, tctx
+/// constraints hold), scanned once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// No policy matches the subject (or none whose tctx constraints hold).
-    Deny,
-    /// The union of the matching policies' scope ceilings, in policy order.
-    Allow { ceiling: Vec<String> },
+pub struct Decision<'p> {
+    /// The union of the applying policies' scope ceilings, in policy order.
+    pub ceiling: Vec<String>,
+    /// The `workloads` globs of the applying policies: names the subject may claim as `req_wl`.
+    pub workloads: Vec<&'p Glob>,
+    /// The ids of the applying policies, in order; the first names the decision in logs and
+    /// metrics.
+    pub policies: Vec<&'p str>,
 }
 
-/// The policies that apply to a subject with these `request_details`: those matching it whose
-/// tctx constraints hold.
-pub fn applicable<'a>(
-    policies: &'a [Policy],
-    subject: &'a Subject,
-    details: &'a serde_json::Map<String, serde_json::Value>,
-) -> impl Iterator<Item = &'a Policy> + 'a {
-    policies.iter().enumerate().filter_map(move |(i, policy)| {
+impl Decision<'_> {
+    /// The policy that names the decision.
+    pub fn policy(&self) -> &str {
+        self.policies.first().copied().unwrap_or_default()
+    }
+}
+
+/// Decides for a verified subject and its `request_details`: `None` (default deny) when no
+/// policy applies.
+pub fn decide<'p>(
+    policies: &'p [Policy],
+    subject: &Subject,
+    details: &serde_json::Map<String, serde_json::Value>,
+) -> Option<Decision<'p>> {
+    let mut decision: Option<Decision<'p>> = None;
+    for policy in policies {
         if !policy.matches(subject) {
-            return None;
+            continue;
         }
         if !policy.constraints_hold(subject, details) {
             tracing::debug!(
-                policy = i,
+                policy = %policy.id,
                 "policy matched but its tctx constraints do not hold"
             );
-            return None;
+            continue;
         }
-        Some(policy)
-    })
-}
-
-/// The `workloads` globs of the policies that apply (see [`applicable`]).
-pub fn workload_globs<'a>(
-    policies: &'a [Policy],
-    subject: &'a Subject,
-    details: &'a serde_json::Map<String, serde_json::Value>,
-) -> impl Iterator<Item = &'a Glob> + 'a {
-    applicable(policies, subject, details).flat_map(|p| p.workloads.iter())
-}
-
-/// Evaluates the policies for a verified subject and its `request_details`.
-pub fn evaluate(
-    policies: &[Policy],
-    subject: &Subject,
-    details: &serde_json::Map<String, serde_json::Value>,
-) -> Decision {
-    let mut matched = false;
-    let mut ceiling: Vec<String> = Vec::new();
-    for policy in applicable(policies, subject, details) {
-        matched = true;
+        let d = decision.get_or_insert_with(|| Decision {
+            ceiling: Vec::new(),
+            workloads: Vec::new(),
+            policies: Vec::new(),
+        });
         for s in &policy.scopes {
-            if !ceiling.contains(s) {
-                ceiling.push(s.clone());
+            if !d.ceiling.contains(s) {
+                d.ceiling.push(s.clone());
             }
         }
+        d.workloads.extend(policy.workloads.iter());
+        d.policies.push(&policy.id);
     }
-    if matched {
-        Decision::Allow { ceiling }
-    } else {
+    if decision.is_none() {
         tracing::debug!(
             cluster = %subject.cluster,
             namespace = %subject.namespace,
             service_account = %subject.service_account,
             "no policy matches the subject"
         );
-        Decision::Deny
     }
+    decision
 }
 
 /// Grants the requested scopes if all lie within the ceiling; no request means the whole
@@ -189,50 +183,47 @@ mod tests {
             policy("dev", "team-*", "*", &["reports:read"]),
         ];
         let none = serde_json::Map::new();
-        let table: &[(&str, Subject, Decision)] = &[
+        let ceiling = |s: &Subject| decide(&policies, s, &none).map(|d| d.ceiling);
+        let table: &[(&str, Subject, Option<Vec<&str>>)] = &[
             (
                 "exact + wildcard union",
                 subject("prod", "payments", "checkout"),
-                Decision::Allow {
-                    ceiling: vec![
-                        "orders:read".into(),
-                        "orders:write".into(),
-                        "audit:write".into(),
-                    ],
-                },
+                Some(vec!["orders:read", "orders:write", "audit:write"]),
             ),
             (
                 "wildcard only",
                 subject("dev", "payments", "web"),
-                Decision::Allow {
-                    ceiling: vec!["orders:read".into(), "audit:write".into()],
-                },
+                Some(vec!["orders:read", "audit:write"]),
             ),
             (
                 "glob namespace",
                 subject("dev", "team-x", "job"),
-                Decision::Allow {
-                    ceiling: vec!["reports:read".into()],
-                },
+                Some(vec!["reports:read"]),
             ),
             (
                 "other cluster's glob",
                 subject("prod", "team-x", "job"),
-                Decision::Deny,
+                None,
             ),
             (
                 "unknown namespace",
                 subject("prod", "default", "checkout"),
-                Decision::Deny,
+                None,
             ),
         ];
         for (name, s, want) in table {
-            assert_eq!(&evaluate(&policies, s, &none), want, "{name}");
+            let want = want
+                .as_ref()
+                .map(|w| w.iter().map(|s| s.to_string()).collect());
+            assert_eq!(ceiling(s), want, "{name}");
         }
+        let both = decide(&policies, &subject("prod", "payments", "checkout"), &none).unwrap();
         assert_eq!(
-            evaluate(&[], &subject("a", "b", "c"), &none),
-            Decision::Deny
+            both.policies,
+            vec!["prod/payments/checkout", "*/payments/*"]
         );
+        assert_eq!(both.policy(), "prod/payments/checkout");
+        assert_eq!(decide(&[], &subject("a", "b", "c"), &none), None);
     }
 
     #[test]
@@ -247,18 +238,9 @@ mod tests {
         let other_ns: serde_json::Map<_, _> =
             serde_json::from_str(r#"{"namespace":"kube-system","kind":"task"}"#).unwrap();
         let missing: serde_json::Map<_, _> = serde_json::from_str(r#"{"kind":"task"}"#).unwrap();
-        assert!(matches!(
-            evaluate(std::slice::from_ref(&p), &s, &ok),
-            Decision::Allow { .. }
-        ));
-        assert_eq!(
-            evaluate(std::slice::from_ref(&p), &s, &other_ns),
-            Decision::Deny
-        );
-        assert_eq!(
-            evaluate(std::slice::from_ref(&p), &s, &missing),
-            Decision::Deny
-        );
+        assert!(decide(std::slice::from_ref(&p), &s, &ok).is_some());
+        assert_eq!(decide(std::slice::from_ref(&p), &s, &other_ns), None);
+        assert_eq!(decide(std::slice::from_ref(&p), &s, &missing), None);
     }
 
     #[test]

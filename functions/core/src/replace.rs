@@ -1,7 +1,7 @@
 //! Replacement TxTokens: a token exchange whose `subject_token` is a TxToken of this service
 //! (`subject_token_type=urn:ietf:params:oauth:token-type:txn_token`).
 //!
-//! The input token is verified with [`txbridge_jose::txtoken::verify`] against the service's own key set
+//! The input token is verified with [`txbridge_jose::verify_txtoken`] against the service's own key set
 //! (active + previous public keys), `iss` = the configured issuer, `aud` = the trust domain,
 //! `typ` and expiry. The rules follow draft-ietf-oauth-transaction-tokens, Security
 //! Considerations, "Txn-Token as a `subject_token`" (editor's copy after -10): a replacement MAY
@@ -36,14 +36,14 @@
 //!   `request_context` may add new keys ("additional asserted values") but never replace one
 //!   already present or a reserved one (`invalid_request`).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::identity::Subject;
-use crate::mint::{self, RCTX_RESERVED, TCTX_RESERVED};
+use crate::mint::{self, RCTX_RESERVED, TCTX_RESERVED, TxClaims};
 use crate::policy::{self, Decision};
-use txbridge_jose::txtoken::{TxTokenClaims, TxTokenError};
+use txbridge_jose::{TokenError, TxTokenClaims};
 
 /// Most requesting workloads kept in a replaced token's `req_wl` chain.
 pub const MAX_CHAIN: usize = 16;
@@ -58,15 +58,12 @@ pub(crate) struct ReplaceRequest<'a> {
     pub actor_workload: String,
 }
 
-/// The claims of the replacement and what the log line needs.
+/// The claims of the replacement, the original subject, and the decision that still allows it.
 #[derive(Debug)]
-pub(crate) struct Planned {
-    pub claims: Value,
-    pub txn: String,
+pub(crate) struct Planned<'p> {
+    pub claims: TxClaims,
     pub subject: Subject,
-    pub scope: Vec<String>,
-    pub iat: u64,
-    pub exp: u64,
+    pub decision: Decision<'p>,
 }
 
 /// The original subject, as this service wrote it into `tctx` and `sub`.
@@ -78,13 +75,13 @@ fn original_subject(config: &Config, original: &TxTokenClaims) -> Result<Subject
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
-            .ok_or(TxTokenError::BadClaims)
+            .ok_or(Error::TxnToken(TokenError::BadClaims))
     };
     let [c, n, s] = TCTX_RESERVED;
     let (cluster, namespace, service_account) = (field(c)?, field(n)?, field(s)?);
     let k8s_sub = format!("system:serviceaccount:{namespace}:{service_account}");
     if original.sub != format!("{cluster}:{k8s_sub}") {
-        return Err(TxTokenError::BadClaims.into());
+        return Err(Error::TxnToken(TokenError::BadClaims));
     }
     let Some(trusted) = config.clusters.iter().find(|c| c.name == cluster) else {
         tracing::debug!(cluster = %cluster, "replacement: the cluster is no longer trusted");
@@ -120,28 +117,27 @@ fn extend_chain(original: Option<&str>, actor: &str) -> Result<String, Error> {
 }
 
 /// Applies the replacement rules (module docs) to a verified original token.
-pub(crate) fn plan(
-    config: &Config,
+pub(crate) fn plan<'p>(
+    config: &'p Config,
     original: TxTokenClaims,
     request: ReplaceRequest<'_>,
     now: u64,
-) -> Result<Planned, Error> {
+) -> Result<Planned<'p>, Error> {
     let subject = original_subject(config, &original)?;
 
     // tctx is immutable.
     if !request.request_details.is_empty() {
-        let same = mint::build_tctx(&subject, request.request_details)
-            .is_ok_and(|t| t.as_object() == Some(&original.tctx));
+        let same =
+            mint::build_tctx(&subject, request.request_details).is_ok_and(|t| t == original.tctx);
         if !same {
             return Err(Error::TctxImmutable);
         }
     }
 
     // The current policy still has to allow the subject (revocation by policy change).
-    let ceiling = match policy::evaluate(&config.policies, &subject, &original.tctx) {
-        Decision::Allow { ceiling } => ceiling,
-        Decision::Deny => return Err(Error::NotAuthorized),
-    };
+    let decision =
+        policy::decide(&config.policies, &subject, &original.tctx).ok_or(Error::NotAuthorized)?;
+    let ceiling = &decision.ceiling;
     let scope: Vec<String> = match request.scope {
         Some(req) => {
             if !req
@@ -164,7 +160,7 @@ pub(crate) fn plan(
     // Never extended; never issued for an expired token (no leeway for issuing).
     let exp = original.exp.min(now.saturating_add(config.token_lifetime));
     if exp <= now {
-        return Err(TxTokenError::Expired.into());
+        return Err(Error::TxnToken(TokenError::Expired));
     }
 
     let req_wl = extend_chain(original.req_wl.as_deref(), &request.actor_workload)?;
@@ -178,25 +174,22 @@ pub(crate) fn plan(
     }
     rctx.insert("req_wl".into(), Value::String(req_wl.clone()));
 
-    let claims = json!({
-        "iss": config.issuer,
-        "aud": config.trust_domain,
-        "iat": now,
-        "exp": exp,
-        "txn": original.txn,
-        "sub": original.sub,
-        "scope": scope.join(" "),
-        "req_wl": req_wl,
-        "tctx": original.tctx,
-        "rctx": rctx,
-    });
+    let claims = TxClaims {
+        aud: config.trust_domain.clone(),
+        exp,
+        iat: now,
+        iss: config.issuer.clone(),
+        rctx,
+        req_wl,
+        scope: scope.join(" "),
+        sub: original.sub,
+        tctx: original.tctx,
+        txn: original.txn,
+    };
     Ok(Planned {
         claims,
-        txn: original.txn,
         subject,
-        scope,
-        iat: now,
-        exp,
+        decision,
     })
 }
 

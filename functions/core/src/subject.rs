@@ -5,49 +5,21 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::identity::Subject;
-use txbridge_jose::claims::{self, Accept, Audience, ClaimsError, Registered, Validation};
-use txbridge_jose::jws::{self, Algorithm, JwsError};
-use txbridge_jose::keys::{KeyCache, Unavailable};
+use txbridge_jose::{
+    Accept, Algorithm, Audience, KeyCache, KeysUnavailable, Registered, TokenError, Validation,
+    check_registered, parse_compact, strict_json,
+};
 
-/// Why a subject token was rejected. Each reason is a fixed string: nothing from the token is
-/// ever echoed.
+/// Why a subject (or actor) token was rejected: any reason a token fails verification
+/// ([`TokenError`]), or one of the ServiceAccount profile's own rules. Each reason is a fixed
+/// string: nothing from the token is ever echoed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SubjectTokenError {
-    #[error("token is too large")]
-    TooLarge,
-    #[error("token is not a compact JWS")]
-    Malformed,
-    #[error("token header is invalid")]
-    BadHeader,
-    #[error("token claims are invalid")]
-    BadClaims,
-    #[error("token uses a critical header extension")]
-    CritHeader,
-    #[error("signing algorithm is not allowed")]
-    AlgorithmNotAllowed,
+    #[error(transparent)]
+    Token(#[from] TokenError),
     #[error("issuer is not trusted")]
     UntrustedIssuer,
-    #[error("signing key is unknown")]
-    UnknownKey,
-    #[error("signature is invalid")]
-    BadSignature,
-    #[error("token has no subject")]
-    MissingSubject,
-    #[error("token has no audience")]
-    MissingAudience,
-    #[error("audience is not accepted")]
-    WrongAudience,
-    #[error("token has no expiry")]
-    MissingExpiry,
-    #[error("token has no issued-at time")]
-    MissingIssuedAt,
-    #[error("token is expired")]
-    Expired,
-    #[error("token is not valid yet")]
-    NotYetValid,
-    #[error("token was issued in the future")]
-    IssuedInFuture,
     #[error("token lifetime exceeds the maximum")]
     LifetimeTooLong,
     #[error("token is not a Kubernetes service account token")]
@@ -57,45 +29,24 @@ pub enum SubjectTokenError {
 }
 
 use SubjectTokenError as E;
-
-impl From<JwsError> for SubjectTokenError {
-    fn from(e: JwsError) -> Self {
-        match e {
-            JwsError::TooLarge => E::TooLarge,
-            JwsError::Malformed => E::Malformed,
-            JwsError::BadHeader => E::BadHeader,
-            JwsError::CritHeader => E::CritHeader,
-        }
-    }
-}
-
-impl From<ClaimsError> for SubjectTokenError {
-    fn from(e: ClaimsError) -> Self {
-        match e {
-            ClaimsError::Invalid => E::BadClaims,
-            // The cluster was picked by `iss`: these cannot occur (no issuer is expected).
-            ClaimsError::MissingIssuer | ClaimsError::WrongIssuer => E::UntrustedIssuer,
-            ClaimsError::MissingAudience => E::MissingAudience,
-            ClaimsError::WrongAudience => E::WrongAudience,
-            ClaimsError::MissingExpiry => E::MissingExpiry,
-            ClaimsError::MissingIssuedAt => E::MissingIssuedAt,
-            ClaimsError::Expired => E::Expired,
-            ClaimsError::IssuedInFuture => E::IssuedInFuture,
-            ClaimsError::NotYetValid => E::NotYetValid,
-        }
-    }
-}
+use TokenError as T;
 
 /// Why a subject token could not be accepted: the token itself, or its cluster's keys could not
 /// be had now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejected {
     Token(SubjectTokenError),
-    KeysUnavailable(Unavailable),
+    KeysUnavailable(KeysUnavailable),
 }
 
-impl<T: Into<SubjectTokenError>> From<T> for Rejected {
-    fn from(e: T) -> Self {
+impl From<SubjectTokenError> for Rejected {
+    fn from(e: SubjectTokenError) -> Self {
+        Rejected::Token(e)
+    }
+}
+
+impl From<TokenError> for Rejected {
+    fn from(e: TokenError) -> Self {
         Rejected::Token(e.into())
     }
 }
@@ -145,21 +96,21 @@ pub async fn validate(
     token: &str,
     now: u64,
 ) -> Result<Subject, Rejected> {
-    let jws = jws::parse_compact(token)?;
+    let jws = parse_compact(token)?;
     // Which cluster? Only `iss` is read before the signature check, to pick the keys.
-    let claims: Claims = jws::strict_json(&jws.payload).ok_or(E::BadClaims)?;
+    let claims: Claims = strict_json(&jws.payload).ok_or(T::BadClaims)?;
     let iss = claims.iss.as_deref().ok_or(E::UntrustedIssuer)?;
     let cluster = config.cluster_by_issuer(iss).ok_or(E::UntrustedIssuer)?;
 
-    let alg = Algorithm::parse(&jws.alg).ok_or(E::AlgorithmNotAllowed)?;
+    let alg = Algorithm::parse(&jws.alg).ok_or(T::AlgorithmNotAllowed)?;
     if !cluster.algorithms.contains(&alg) {
-        return Err(E::AlgorithmNotAllowed.into());
+        return Err(T::AlgorithmNotAllowed.into());
     }
 
     let snapshot = cache
         .keys(&cluster.name, jws.kid.as_deref())
         .await
-        .map_err(|e: Unavailable| {
+        .map_err(|e: KeysUnavailable| {
             tracing::debug!(cluster = %cluster.name, error = %e, "no keys for subject token");
             Rejected::KeysUnavailable(e)
         })?;
@@ -168,29 +119,26 @@ pub async fn validate(
             .keys
             .iter()
             .find(|k| k.kid.as_deref() == Some(kid))
-            .ok_or(E::UnknownKey)?,
+            .ok_or(T::UnknownKey)?,
         None => {
             // No kid: acceptable only when exactly one key fits the algorithm.
             let mut fitting = snapshot.keys.iter().filter(|k| k.fits(alg));
             match (fitting.next(), fitting.next()) {
                 (Some(k), None) => k,
-                _ => return Err(E::UnknownKey.into()),
+                _ => return Err(T::UnknownKey.into()),
             }
         }
     };
     if !key.fits(alg) {
-        return Err(E::AlgorithmNotAllowed.into());
+        return Err(T::AlgorithmNotAllowed.into());
     }
-    if !key
-        .verify_async(alg, jws.signing_input, &jws.signature)
-        .await
-    {
-        return Err(E::BadSignature.into());
+    if !key.verify(alg, jws.signing_input, &jws.signature).await {
+        return Err(T::BadSignature.into());
     }
 
     // Signature is good: now the claims.
-    let sub = claims.sub.as_deref().ok_or(E::MissingSubject)?;
-    let times = claims::check(
+    let sub = claims.sub.as_deref().ok_or(T::MissingSubject)?;
+    let times = check_registered(
         &Registered {
             iss: None,
             aud: claims.aud.as_ref(),

@@ -8,7 +8,7 @@
 
 use http::HeaderMap;
 
-use txbridge_jose::glob::{Glob, MAX_WORKLOAD_LEN, valid_workload_byte};
+use txbridge_jose::{Glob, MAX_WORKLOAD_LEN, valid_workload_byte};
 
 /// Headers naming the requesting workload (`req_wl`).
 pub const WORKLOAD_HEADERS: [&str; 2] = ["x-txbridge-workload", "x-kontxt-workload"];

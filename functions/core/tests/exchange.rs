@@ -989,7 +989,7 @@ fn tokens_never_exceed_what_consumers_accept() {
         "the bound is the token's length: {}",
         token.len()
     );
-    txbridge_core::__internal::parse_compact(token).expect("the service accepts its own token");
+    txbridge_jose::parse_compact(token).expect("the service accepts its own token");
     let (status, body) = exchange_with_details(&w, &blob(hi));
     assert_eq!(
         (status, body["error_description"].as_str()),

@@ -16,19 +16,24 @@ const CORE: &[&[&str]] = &[
     &["config"],
     &["subject"],
     &["error"],
-    &["form", "mint"],
+    &["form"],
+    &["mint", "request"],
     &["replace"],
+    &["service"],
     &["handler"],
 ];
 
 /// txbridge-jose's layers, bottom first.
 const JOSE: &[&[&str]] = &[
-    &["crypto", "glob", "ports", "urls"],
+    &["glob", "ports", "urls"],
+    &["alg", "encoding", "error"],
+    &["crypto"],
     &["jws"],
+    &["jwk"],
     &["claims"],
     &["keys"],
     &["txtoken"],
-    &["reqwest"],
+    &["reqwest", "workers"],
 ];
 
 fn layer_of(layers: &[&[&str]], module: &str) -> Option<usize> {

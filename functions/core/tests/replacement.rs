@@ -10,7 +10,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use futures::executor::block_on;
 use serde_json::{Value, json};
-use txbridge_core::{Config, KeySet, TxBridge};
+use txbridge_core::{Config, TxBridge};
+use txbridge_signer::KeySet;
 use txbridge_signer::{LocalSigner, Signer as _};
 use txbridge_test_support::*;
 

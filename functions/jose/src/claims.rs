@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use crate::error::TokenError;
+
 /// An `aud` claim: one string or an array of strings.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -61,46 +63,29 @@ pub struct Times {
     pub iat: u64,
 }
 
-/// Why the registered claims failed, in the order they are checked. Each token kind maps every
-/// variant onto its own error (no catch-all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClaimsError {
-    /// A malformed NumericDate, or `exp` not after `iat`.
-    Invalid,
-    MissingIssuer,
-    WrongIssuer,
-    MissingAudience,
-    WrongAudience,
-    MissingExpiry,
-    MissingIssuedAt,
-    Expired,
-    IssuedInFuture,
-    NotYetValid,
-}
-
 /// A NumericDate (RFC 7519 §2): a non-negative number of seconds; fractions are truncated.
 #[inline]
-pub fn numeric_date(n: &serde_json::Number) -> Result<u64, ClaimsError> {
+pub fn numeric_date(n: &serde_json::Number) -> Result<u64, TokenError> {
     if let Some(u) = n.as_u64() {
         return Ok(u);
     }
     match n.as_f64() {
         Some(f) if (0.0..1e15).contains(&f) => Ok(f as u64),
-        _ => Err(ClaimsError::Invalid),
+        _ => Err(TokenError::BadClaims),
     }
 }
 
-fn required_date(n: Option<&serde_json::Number>, missing: ClaimsError) -> Result<u64, ClaimsError> {
+fn required_date(n: Option<&serde_json::Number>, missing: TokenError) -> Result<u64, TokenError> {
     numeric_date(n.ok_or(missing)?)
 }
 
 /// Checks `claims` against `v`: issuer, audience, `exp` and `iat` (required), expiry, issued in
 /// the future, `nbf` (when asked), `exp` after `iat`.
 #[inline]
-pub fn check(claims: &Registered<'_>, v: &Validation<'_>) -> Result<Times, ClaimsError> {
-    use ClaimsError as E;
+pub fn check_registered(claims: &Registered<'_>, v: &Validation<'_>) -> Result<Times, TokenError> {
+    use TokenError as E;
     if let Some(want) = v.issuer
-        && claims.iss.ok_or(E::MissingIssuer)? != want
+        && claims.iss.ok_or(E::WrongIssuer)? != want
     {
         return Err(E::WrongIssuer);
     }
@@ -126,7 +111,7 @@ pub fn check(claims: &Registered<'_>, v: &Validation<'_>) -> Result<Times, Claim
         }
     }
     if exp <= iat {
-        return Err(E::Invalid);
+        return Err(E::BadClaims);
     }
     Ok(Times { exp, iat })
 }
@@ -135,7 +120,7 @@ pub fn check(claims: &Registered<'_>, v: &Validation<'_>) -> Result<Times, Claim
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use ClaimsError as E;
+    use crate::error::TokenError as E;
 
     fn n(v: serde_json::Value) -> serde_json::Number {
         match v {
@@ -187,7 +172,7 @@ mod tests {
             (
                 "no iss",
                 Registered { iss: None, ..good },
-                Err(E::MissingIssuer),
+                Err(E::WrongIssuer),
             ),
             (
                 "other iss",
@@ -226,7 +211,7 @@ mod tests {
                     exp: Some(&neg),
                     ..good
                 },
-                Err(E::Invalid),
+                Err(E::BadClaims),
             ),
             (
                 "fractional exp",
@@ -303,11 +288,11 @@ mod tests {
                     iat: Some(&d1030),
                     ..good
                 },
-                Err(E::Invalid),
+                Err(E::BadClaims),
             ),
         ];
         for (name, claims, want) in cases {
-            assert_eq!(check(&claims, &v), want, "{name}");
+            assert_eq!(check_registered(&claims, &v), want, "{name}");
         }
         // Without an expected issuer `iss` is not looked at; without validate_nbf neither is nbf.
         let lax = Validation {
@@ -320,14 +305,14 @@ mod tests {
             nbf: Some(&d1031),
             ..good
         };
-        assert!(check(&no_iss_late_nbf, &lax).is_ok());
+        assert!(check_registered(&no_iss_late_nbf, &lax).is_ok());
         let one = Validation {
             audience: Accept::One("txbridge"),
             ..v
         };
-        assert!(check(&good, &one).is_ok());
+        assert!(check_registered(&good, &one).is_ok());
         assert_eq!(
-            check(
+            check_registered(
                 &Registered {
                     aud: Some(&aud_one_bad),
                     ..good

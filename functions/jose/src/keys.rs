@@ -42,7 +42,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use crate::jws::{self, VerifyBackend, VerifyKey};
+use crate::crypto::{NativeBackend, VerifyBackend};
+use crate::jwk::{self, Jwk, VerifyKey};
 use crate::ports::{AsyncRuntime, Clock, HttpClient, HttpError, MAX_UPSTREAM_BODY, with_deadline};
 use crate::urls::{check_url, parse_url_ascii};
 
@@ -67,7 +68,7 @@ impl Default for KeyCacheConfig {
 /// Why fresh keys could not be had (logged at warn; the client sees a generic 503).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum FetchError {
+pub enum KeyFetchError {
     #[error("request to the issuer failed")]
     Transport,
     #[error("issuer answered with a non-200 status")]
@@ -93,8 +94,8 @@ pub enum FetchError {
 /// Keys could not be had now; `retry_after` seconds from now they may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{reason} (retry after {retry_after} s)")]
-pub struct Unavailable {
-    pub reason: FetchError,
+pub struct KeysUnavailable {
+    pub reason: KeyFetchError,
     /// Seconds until a request can succeed (at least 1): the `Retry-After` of the 503.
     pub retry_after: u32,
 }
@@ -166,7 +167,7 @@ struct State {
     failures: u32,
     backoff_until_ms: u64,
     /// When the last failed fetch ended, and why it failed.
-    last_failure: Option<(u64, FetchError)>,
+    last_failure: Option<(u64, KeyFetchError)>,
 }
 
 /// Bounds on the time one slot spends per decision, in milliseconds.
@@ -197,7 +198,7 @@ enum Step {
     Fetch(u64),
     /// Another fetch runs: sleep, then look again.
     Wait,
-    Unavailable(Unavailable),
+    Unavailable(KeysUnavailable),
 }
 
 fn secs_until(until_ms: u64, now_ms: u64) -> u32 {
@@ -223,9 +224,9 @@ impl State {
 
     /// A fetch failed after the request arrived (its own, or the one it waited for): give up
     /// rather than fetch again at once.
-    fn failed_since(&self, arrival: u64) -> Option<Unavailable> {
+    fn failed_since(&self, arrival: u64) -> Option<KeysUnavailable> {
         let (ended, reason) = self.last_failure?;
-        (ended >= arrival).then(|| Unavailable {
+        (ended >= arrival).then(|| KeysUnavailable {
             reason,
             retry_after: secs_until(self.backoff_until_ms, ended),
         })
@@ -247,8 +248,8 @@ impl State {
             return Some(Step::Wait);
         }
         backing_off.then(|| {
-            Step::Unavailable(Unavailable {
-                reason: FetchError::BackingOff,
+            Step::Unavailable(KeysUnavailable {
+                reason: KeyFetchError::BackingOff,
                 retry_after: secs_until(self.backoff_until_ms, now),
             })
         })
@@ -297,10 +298,12 @@ impl State {
             return step;
         }
         match self.last_kid_refresh_ms {
-            Some(last) if now < last.saturating_add(t.interval) => Step::Unavailable(Unavailable {
-                reason: FetchError::RefreshLimited,
-                retry_after: secs_until(last.saturating_add(t.interval), now),
-            }),
+            Some(last) if now < last.saturating_add(t.interval) => {
+                Step::Unavailable(KeysUnavailable {
+                    reason: KeyFetchError::RefreshLimited,
+                    retry_after: secs_until(last.saturating_add(t.interval), now),
+                })
+            }
             _ => {
                 self.last_kid_refresh_ms = Some(now);
                 Step::Fetch(self.claim(now))
@@ -314,12 +317,12 @@ impl State {
         id: u64,
         started: u64,
         ended: u64,
-        result: Result<Vec<VerifyKey>, FetchError>,
+        result: Result<Vec<VerifyKey>, KeyFetchError>,
         kid: Option<&str>,
         t: &Tuning,
-    ) -> Result<usize, FetchError> {
+    ) -> Result<usize, KeyFetchError> {
         if self.flight.is_none_or(|f| f.id != id) {
-            return Err(FetchError::Timeout);
+            return Err(KeyFetchError::Timeout);
         }
         self.flight = None;
         match result {
@@ -388,8 +391,9 @@ struct Shared {
     http: Arc<dyn HttpClient>,
     clock: Arc<dyn Clock>,
     runtime: Arc<dyn AsyncRuntime>,
-    /// Imports each fetched key once (the Worker's WebCrypto); none natively.
-    backend: Option<Arc<dyn VerifyBackend>>,
+    /// Imports each fetched key once: the build's own backend, or the shell's (the Worker's
+    /// WebCrypto).
+    backend: Arc<dyn VerifyBackend>,
 }
 
 /// The key cache of a fixed list of sources, looked up by name.
@@ -432,14 +436,15 @@ impl KeyCache {
                 http,
                 clock,
                 runtime,
-                backend: None,
+                backend: Arc::new(NativeBackend),
             },
         }
     }
 
-    /// Verifies with `backend` the keys it can import (imported once per fetch).
+    /// Verifies with `backend` the keys it can import (imported once per fetch; the rest with
+    /// the build's own).
     pub fn with_verify_backend(mut self, backend: Arc<dyn VerifyBackend>) -> Self {
-        self.shared.backend = Some(backend);
+        self.shared.backend = backend;
         self
     }
 
@@ -449,10 +454,10 @@ impl KeyCache {
         &self,
         source: &str,
         kid: Option<&str>,
-    ) -> Result<Arc<KeySnapshot>, Unavailable> {
+    ) -> Result<Arc<KeySnapshot>, KeysUnavailable> {
         let Some(slot) = self.slots.iter().find(|slot| slot.source.name == source) else {
-            return Err(Unavailable {
-                reason: FetchError::Transport,
+            return Err(KeysUnavailable {
+                reason: KeyFetchError::Transport,
                 retry_after: 1,
             });
         };
@@ -479,7 +484,7 @@ impl KeyCache {
                     definite_after = now;
                     if let Err(reason) = refresh(slot, s, id, now, kid).await {
                         let st = slot.lock();
-                        return Err(Unavailable {
+                        return Err(KeysUnavailable {
                             reason,
                             retry_after: secs_until(st.backoff_until_ms, s.clock.now_millis()),
                         });
@@ -488,8 +493,8 @@ impl KeyCache {
                 }
                 Step::Wait => {
                     if now >= arrival.saturating_add(FETCH_DEADLINE.as_millis() as u64) {
-                        return Err(Unavailable {
-                            reason: FetchError::Timeout,
+                        return Err(KeysUnavailable {
+                            reason: KeyFetchError::Timeout,
                             retry_after: 1,
                         });
                     }
@@ -510,27 +515,24 @@ async fn refresh(
     id: u64,
     started: u64,
     kid: Option<&str>,
-) -> Result<usize, FetchError> {
+) -> Result<usize, KeyFetchError> {
     // Dropped after `finish` (a no-op then), or with this future when its owner goes away.
     let _guard = ClaimGuard { slot, id };
     let fetch = async {
-        let mut keys = fetch_keys(&slot.source, s.http.as_ref()).await?;
-        if let Some(backend) = &s.backend {
-            for key in &mut keys {
-                let alg = key.algorithm();
-                if let Some(imported) = backend.import(&key.public_material(), alg).await {
-                    key.set_backend(alg, imported);
-                }
-            }
+        let jwks = fetch_keys(&slot.source, s.http.as_ref()).await?;
+        let mut keys = Vec::with_capacity(jwks.len());
+        for jwk in jwks {
+            keys.extend(VerifyKey::import(jwk, s.backend.as_ref()).await);
         }
         Ok(keys)
     };
     let fetched = with_deadline(s.runtime.sleep(FETCH_DEADLINE), fetch)
         .await
-        .unwrap_or(Err(FetchError::Timeout));
+        .unwrap_or(Err(KeyFetchError::Timeout));
     let ended = s.clock.now_millis();
+    let backend = s.backend.name();
     let imported = fetched.as_ref().map_or(0, |keys| {
-        keys.iter().filter(|k| k.has_backend_key()).count()
+        keys.iter().filter(|k| k.backend() == backend).count()
     });
     let outcome = slot
         .lock()
@@ -538,7 +540,7 @@ async fn refresh(
     let name = &slot.source.name;
     match outcome {
         Ok(keys) => {
-            tracing::debug!(cluster = %name, keys, imported, "issuer keys fetched");
+            tracing::debug!(cluster = %name, keys, imported, backend, "issuer keys fetched");
         }
         Err(error) => tracing::warn!(cluster = %name, %error, "issuer key fetch failed"),
     }
@@ -567,12 +569,12 @@ pub fn jwks_request(url: &Url) -> http::Request<Vec<u8>> {
     get(url)
 }
 
-fn body_of(resp: &http::Response<Vec<u8>>) -> Result<&[u8], FetchError> {
+fn body_of(resp: &http::Response<Vec<u8>>) -> Result<&[u8], KeyFetchError> {
     if resp.status() != http::StatusCode::OK {
-        return Err(FetchError::Status);
+        return Err(KeyFetchError::Status);
     }
     if resp.body().len() > MAX_UPSTREAM_BODY {
-        return Err(FetchError::TooLarge);
+        return Err(KeyFetchError::TooLarge);
     }
     Ok(resp.body())
 }
@@ -581,47 +583,45 @@ fn body_of(resp: &http::Response<Vec<u8>>) -> Result<&[u8], FetchError> {
 pub fn parse_discovery(
     resp: &http::Response<Vec<u8>>,
     cluster: &KeySource,
-) -> Result<Url, FetchError> {
+) -> Result<Url, KeyFetchError> {
     #[derive(Deserialize)]
     struct Doc {
         issuer: String,
         jwks_uri: String,
     }
-    let doc: Doc = serde_json::from_slice(body_of(resp)?).map_err(|_| FetchError::BadDiscovery)?;
+    let doc: Doc =
+        serde_json::from_slice(body_of(resp)?).map_err(|_| KeyFetchError::BadDiscovery)?;
     if doc.issuer != cluster.issuer {
-        return Err(FetchError::IssuerMismatch);
+        return Err(KeyFetchError::IssuerMismatch);
     }
-    let url = parse_url_ascii(&doc.jwks_uri).map_err(|_| FetchError::BadJwksUri)?;
+    let url = parse_url_ascii(&doc.jwks_uri).map_err(|_| KeyFetchError::BadJwksUri)?;
     if !cluster.url_allowed(&url) {
-        return Err(FetchError::BadJwksUri);
+        return Err(KeyFetchError::BadJwksUri);
     }
     Ok(url)
 }
 
-/// Parses a JWKS response into usable keys.
-pub fn parse_jwks_response(resp: &http::Response<Vec<u8>>) -> Result<Vec<VerifyKey>, FetchError> {
-    jws::parse_jwks(body_of(resp)?).map_err(|_| FetchError::BadJwks)
+/// Parses a JWKS response into usable keys (not yet imported).
+pub fn parse_jwks_response(resp: &http::Response<Vec<u8>>) -> Result<Vec<Jwk>, KeyFetchError> {
+    jwk::parse_jwks(body_of(resp)?).map_err(|_| KeyFetchError::BadJwks)
 }
 
 async fn call(
     http: &dyn HttpClient,
     req: http::Request<Vec<u8>>,
-) -> Result<http::Response<Vec<u8>>, FetchError> {
+) -> Result<http::Response<Vec<u8>>, KeyFetchError> {
     http.execute(req).await.map_err(|e| match e {
-        HttpError::BodyTooLarge => FetchError::TooLarge,
-        HttpError::Timeout => FetchError::Timeout,
-        _ => FetchError::Transport,
+        HttpError::BodyTooLarge => KeyFetchError::TooLarge,
+        HttpError::Timeout => KeyFetchError::Timeout,
+        _ => KeyFetchError::Transport,
     })
 }
 
-async fn fetch_keys(
-    cluster: &KeySource,
-    http: &dyn HttpClient,
-) -> Result<Vec<VerifyKey>, FetchError> {
+async fn fetch_keys(cluster: &KeySource, http: &dyn HttpClient) -> Result<Vec<Jwk>, KeyFetchError> {
     let jwks_url = match (&cluster.jwks_url, &cluster.discovery_url) {
         (Some(u), _) => u.clone(),
         (None, Some(d)) => parse_discovery(&call(http, discovery_request(d)).await?, cluster)?,
-        (None, None) => return Err(FetchError::BadDiscovery),
+        (None, None) => return Err(KeyFetchError::BadDiscovery),
     };
     parse_jwks_response(&call(http, jwks_request(&jwks_url)).await?)
 }

@@ -3,6 +3,10 @@
 /// Largest upstream (discovery, JWKS) body the core accepts. Shells cap their reads at this.
 pub const MAX_UPSTREAM_BODY: usize = 256 * 1024;
 
+/// How long one upstream request (a discovery document or a JWKS), body included, may take in
+/// every [`HttpClient`] adapter; a key fetch (both) is bounded at 6 s as a whole.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// Why an outbound request failed. Shells map their client's errors onto these.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use crate::ports::{AsyncRuntime, HttpClient, HttpError, MAX_UPSTREAM_BODY, Task};
+use crate::ports::{AsyncRuntime, HttpClient, HttpError, MAX_UPSTREAM_BODY, REQUEST_TIMEOUT, Task};
 
-/// Connect and whole-request timeouts for key fetches (a fetch is discovery + JWKS, bounded as a
-/// whole by the key cache's 6 s `FETCH_DEADLINE`).
+/// Connect timeout for key fetches (the whole request: [`REQUEST_TIMEOUT`]).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Outbound HTTP for discovery and JWKS fetches.
 #[derive(Debug, Clone)]

@@ -11,83 +11,15 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::claims::{self, Accept, Audience, ClaimsError, Registered, Validation};
-use crate::jws::{self, Algorithm, JwsError, VerifyKey};
+use crate::alg::Algorithm;
+use crate::claims::{self, Accept, Audience, Registered, Validation};
+use crate::encoding::strict_json;
+use crate::error::TokenError;
+use crate::jwk::{VerifyKey, parse_verify_keys};
+use crate::jws;
 
 /// The JOSE `typ` of a Transaction Token.
 pub const TXN_TOKEN_TYP: &str = "txntoken+jwt";
-
-/// Why a TxToken was rejected. Each reason is a fixed string: nothing from the token is ever
-/// echoed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TxTokenError {
-    #[error("token is too large")]
-    TooLarge,
-    #[error("token is not a compact JWS")]
-    Malformed,
-    #[error("token header is invalid")]
-    BadHeader,
-    #[error("token uses a critical header extension")]
-    CritHeader,
-    #[error("token type is not txntoken+jwt")]
-    WrongType,
-    #[error("signing algorithm is not ES256")]
-    AlgorithmNotAllowed,
-    #[error("token has no key id")]
-    MissingKeyId,
-    #[error("signing key is unknown")]
-    UnknownKey,
-    #[error("signature is invalid")]
-    BadSignature,
-    #[error("token claims are invalid")]
-    BadClaims,
-    #[error("issuer is not the expected one")]
-    WrongIssuer,
-    #[error("audience is not the expected trust domain")]
-    WrongAudience,
-    #[error("token has no expiry")]
-    MissingExpiry,
-    #[error("token has no issued-at time")]
-    MissingIssuedAt,
-    #[error("token is expired")]
-    Expired,
-    #[error("token was issued in the future")]
-    IssuedInFuture,
-    #[error("token has no transaction id")]
-    MissingTxn,
-    #[error("token has no subject")]
-    MissingSubject,
-}
-
-impl From<JwsError> for TxTokenError {
-    fn from(e: JwsError) -> Self {
-        match e {
-            JwsError::TooLarge => TxTokenError::TooLarge,
-            JwsError::Malformed => TxTokenError::Malformed,
-            JwsError::BadHeader => TxTokenError::BadHeader,
-            JwsError::CritHeader => TxTokenError::CritHeader,
-        }
-    }
-}
-
-impl From<ClaimsError> for TxTokenError {
-    fn from(e: ClaimsError) -> Self {
-        match e {
-            ClaimsError::Invalid => TxTokenError::BadClaims,
-            ClaimsError::MissingIssuer | ClaimsError::WrongIssuer => TxTokenError::WrongIssuer,
-            ClaimsError::MissingAudience | ClaimsError::WrongAudience => {
-                TxTokenError::WrongAudience
-            }
-            ClaimsError::MissingExpiry => TxTokenError::MissingExpiry,
-            ClaimsError::MissingIssuedAt => TxTokenError::MissingIssuedAt,
-            ClaimsError::Expired => TxTokenError::Expired,
-            ClaimsError::IssuedInFuture => TxTokenError::IssuedInFuture,
-            // `nbf` is not checked on TxTokens (this service never sets it).
-            ClaimsError::NotYetValid => TxTokenError::BadClaims,
-        }
-    }
-}
 
 /// What the token must say, besides being signed by one of the keys.
 #[derive(Debug, Clone, Copy)]
@@ -163,11 +95,11 @@ pub struct UnverifiedTxToken<'a> {
 
 impl<'a> UnverifiedTxToken<'a> {
     /// Parses `token` and checks its header; no key is looked at.
-    pub fn parse(token: &'a str) -> Result<Self, TxTokenError> {
+    pub fn parse(token: &'a str) -> Result<Self, TokenError> {
         let jws = jws::parse_compact(token)?;
         check_header(&jws)?;
         if jws.kid.is_none() {
-            return Err(TxTokenError::MissingKeyId);
+            return Err(TokenError::MissingKeyId);
         }
         Ok(UnverifiedTxToken { jws })
     }
@@ -178,76 +110,80 @@ impl<'a> UnverifiedTxToken<'a> {
     }
 
     /// Verifies the token against `keys` and `expect` at `now` (Unix seconds).
-    pub fn verify(
+    pub async fn verify(
         &self,
         keys: &[VerifyKey],
         expect: &Expectations<'_>,
         now: u64,
-    ) -> Result<TxTokenClaims, TxTokenError> {
-        verify_jws(&self.jws, keys, expect, now)
+    ) -> Result<TxTokenClaims, TokenError> {
+        verify_jws(&self.jws, keys, expect, now).await
     }
 }
 
 /// Verifies `token` against `keys` (the TxToken service's published keys) and `expect` at
 /// `now` (Unix seconds), and returns its typed claims.
-pub fn verify(
+pub async fn verify_txtoken(
     token: &str,
     keys: &[VerifyKey],
     expect: &Expectations<'_>,
     now: u64,
-) -> Result<TxTokenClaims, TxTokenError> {
+) -> Result<TxTokenClaims, TokenError> {
     let jws = jws::parse_compact(token)?;
-    verify_jws(&jws, keys, expect, now)
+    verify_jws(&jws, keys, expect, now).await
 }
 
-/// [`verify`] of an already parsed token (a caller that fetches keys by `kid` parses first).
-fn verify_jws(
+/// [`verify_txtoken`] of an already parsed token (a caller that fetches keys by `kid` parses
+/// first).
+async fn verify_jws(
     jws: &jws::UnverifiedJws<'_>,
     keys: &[VerifyKey],
     expect: &Expectations<'_>,
     now: u64,
-) -> Result<TxTokenClaims, TxTokenError> {
+) -> Result<TxTokenClaims, TokenError> {
     check_header(jws)?;
-    let kid = jws.kid.as_deref().ok_or(TxTokenError::MissingKeyId)?;
+    let kid = jws.kid.as_deref().ok_or(TokenError::MissingKeyId)?;
     let key = keys
         .iter()
         .find(|k| k.kid.as_deref() == Some(kid))
-        .ok_or(TxTokenError::UnknownKey)?;
-    verify_signature(jws, key)?;
+        .ok_or(TokenError::UnknownKey)?;
+    verify_signature(jws, key).await?;
     check_claims(&jws.payload, expect, now)
 }
 
 /// Header checks before any key is looked at: `typ`, `alg` (and, by parsing, no `crit`).
-fn check_header(jws: &jws::UnverifiedJws<'_>) -> Result<(), TxTokenError> {
+fn check_header(jws: &jws::UnverifiedJws<'_>) -> Result<(), TokenError> {
     if jws.typ.as_deref() != Some(TXN_TOKEN_TYP) {
-        return Err(TxTokenError::WrongType);
+        return Err(TokenError::WrongType);
     }
     if jws.alg != Algorithm::ES256.as_str() {
-        return Err(TxTokenError::AlgorithmNotAllowed);
+        return Err(TokenError::AlgorithmNotAllowed);
     }
     Ok(())
 }
 
 /// Checks the signature of a parsed JWS with `key` (which must be a P-256 key for ES256).
-fn verify_signature(jws: &jws::UnverifiedJws<'_>, key: &VerifyKey) -> Result<(), TxTokenError> {
+async fn verify_signature(jws: &jws::UnverifiedJws<'_>, key: &VerifyKey) -> Result<(), TokenError> {
     if !key.fits(Algorithm::ES256) {
-        return Err(TxTokenError::AlgorithmNotAllowed);
+        return Err(TokenError::AlgorithmNotAllowed);
     }
-    if !key.verify(Algorithm::ES256, jws.signing_input, &jws.signature) {
-        return Err(TxTokenError::BadSignature);
+    if !key
+        .verify(Algorithm::ES256, jws.signing_input, &jws.signature)
+        .await
+    {
+        return Err(TokenError::BadSignature);
     }
     Ok(())
 }
 
 /// The claim checks, on a payload whose signature has been verified.
-pub(crate) fn check_claims(
+fn check_claims(
     payload: &[u8],
     expect: &Expectations<'_>,
     now: u64,
-) -> Result<TxTokenClaims, TxTokenError> {
-    use TxTokenError as E;
-    let raw: RawClaims = jws::strict_json(payload).ok_or(E::BadClaims)?;
-    let times = claims::check(
+) -> Result<TxTokenClaims, TokenError> {
+    use TokenError as E;
+    let raw: RawClaims = strict_json(payload).ok_or(E::BadClaims)?;
+    let times = claims::check_registered(
         &Registered {
             iss: raw.iss.as_deref(),
             aud: raw.aud.as_ref(),
@@ -289,8 +225,8 @@ pub(crate) fn check_claims(
 
 /// The keys of a JWKS document (`{"keys": [...]}`) that can verify TxTokens: P-256 keys with a
 /// `kid`. Errors when the document is invalid or has no such key.
-pub fn parse_keys(jwks: &[u8]) -> Result<Vec<VerifyKey>, &'static str> {
-    let keys: Vec<VerifyKey> = jws::parse_jwks(jwks)?
+pub fn parse_txtoken_keys(jwks: &[u8]) -> Result<Vec<VerifyKey>, &'static str> {
+    let keys: Vec<VerifyKey> = parse_verify_keys(jwks)?
         .into_iter()
         .filter(|k| k.kid.is_some() && k.fits(Algorithm::ES256))
         .collect();

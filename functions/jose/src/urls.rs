@@ -34,6 +34,23 @@ pub fn check_url(url: &Url, allow_http_loopback: bool) -> Result<(), &'static st
     }
 }
 
+/// A URL txbridge may fetch or be given: [`parse_url_ascii`], then [`check_url`] (https, or
+/// http on loopback when `allow_http_loopback`). The error says why not.
+pub fn parse_url(text: &str, allow_http_loopback: bool) -> Result<Url, UrlError> {
+    let url = parse_url_ascii(text).map_err(UrlError::Invalid)?;
+    check_url(&url, allow_http_loopback).map_err(UrlError::NotAllowed)?;
+    Ok(url)
+}
+
+/// Why [`parse_url`] refused a URL: not a valid URL at all, or one txbridge may not use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("is not a valid URL: {0}")]
+    Invalid(&'static str),
+    #[error("{0}")]
+    NotAllowed(&'static str),
+}
+
 /// Parses a URL the way txbridge accepts them: printable ASCII, `scheme://authority...`, and a
 /// host that is a plain DNS name (letters, digits, `.`, `-`, `_`) or IP literal with an optional
 /// decimal port, matched case-insensitively (the authority is lowercased before parsing). Every

@@ -1,14 +1,20 @@
-//! The AWS Lambda shell of txbridge: start-up (config, signer, HTTP client) and the
-//! translation between `lambda_http` events and the core's `http` types.
+//! The AWS Lambda shell of txbridge: builds the engine once per cold start (config, signer,
+//! HTTP client) and converts between `lambda_http` events and the core's `http` types.
+//!
+//! API Gateway stages: lambda_http leaves them out of the path when
+//! `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true` (the Terraform module sets it); a custom-domain
+//! base path mapping is stripped with `TXBRIDGE_BASE_PATH`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt as _, Response};
 use tracing::{Level, Metadata};
-use txbridge_core::{ClientIp, Config, KeySet, SignerKind, SystemClock, TxBridge};
-use txbridge_signer::{LocalSigner, Signer};
+use txbridge_core::{ClientIp, Config, TxBridge};
+use txbridge_jose::{ReqwestClient, SystemClock, TokioRuntime};
+use txbridge_signer::SIGNING_KEY_VAR;
 
 /// Why the function could not start. One clear line; never key material.
 #[derive(Debug, thiserror::Error)]
@@ -19,18 +25,10 @@ pub enum StartupError {
     ConfigFile(std::io::Error),
     #[error("{0}")]
     Config(#[from] txbridge_core::ConfigError),
-    #[error("TXBRIDGE_SIGNING_KEY: {0}")]
-    LocalKey(txbridge_signer::KeyError),
-    #[error("KMS signer: {0}")]
-    KmsKey(txbridge_signer::KeyError),
-    #[error("KMS-wrapped signing key: {0}")]
-    KmsWrapped(txbridge_signer::KeyError),
-    #[error("[signer] kind = \"kms\" or \"kms-wrapped\" needs a build with the `kms` feature")]
-    KmsNotBuilt,
-    #[error("key set: {0}")]
-    KeySet(txbridge_signer::KeyError),
+    #[error("{0}")]
+    Signer(#[from] txbridge_signer::SetupError),
     #[error("HTTP client: {0}")]
-    HttpClient(String),
+    HttpClient(txbridge_jose::HttpError),
 }
 
 /// Reads the config from the environment: `TXBRIDGE_CONFIG_FILE` wins over `TXBRIDGE_CONFIG`.
@@ -45,66 +43,17 @@ fn config_from_env() -> Result<Config, StartupError> {
     Ok(Config::from_toml_str(&text)?)
 }
 
-/// Builds the signer named by the config and the published key set; `local_key` is what
-/// `TXBRIDGE_SIGNING_KEY` holds (PEM or private JWK; unused by a KMS signer).
-async fn key_set(config: &Config, local_key: &str) -> Result<KeySet, StartupError> {
-    let previous = config.signer().previous_public_keys.clone();
-    let signer: Arc<dyn Signer> = match &config.signer().kind {
-        SignerKind::Local => {
-            Arc::new(LocalSigner::from_encoded(local_key).map_err(StartupError::LocalKey)?)
-        }
-        #[cfg(feature = "kms")]
-        SignerKind::Kms {
-            key_id,
-            previous_key_ids,
-        } => {
-            let kms = txbridge_signer::KmsSigner::from_env(
-                key_id,
-                txbridge_signer::KmsSignerOptions::default(),
-            )
-            .await
-            .map_err(StartupError::KmsKey)?;
-            let mut previous = previous;
-            previous.extend(
-                kms.fetch_public_jwks(previous_key_ids)
-                    .await
-                    .map_err(StartupError::KmsKey)?,
-            );
-            return KeySet::new(Arc::new(kms), previous).map_err(StartupError::KeySet);
-        }
-        #[cfg(feature = "kms")]
-        SignerKind::KmsWrapped { wrapped_key } => Arc::new(
-            txbridge_signer::unwrap_signing_key(
-                wrapped_key,
-                txbridge_signer::KmsSignerOptions::default(),
-            )
-            .await
-            .map_err(StartupError::KmsWrapped)?,
-        ),
-        #[allow(unreachable_patterns)]
-        _ => return Err(StartupError::KmsNotBuilt),
-    };
-    KeySet::new(signer, previous).map_err(StartupError::KeySet)
-}
-
-/// What a cold start builds, from the environment: the config (`TXBRIDGE_CONFIG_FILE` or
-/// `TXBRIDGE_CONFIG`) and the local signing key (`TXBRIDGE_SIGNING_KEY`).
-async fn build_from_env() -> Result<TxBridge, StartupError> {
-    let config = config_from_env()?;
-    let local_key = std::env::var("TXBRIDGE_SIGNING_KEY").unwrap_or_default();
-    build(config, &local_key).await
-}
-
 /// The one builder of the Lambda's engine, from a parsed config and the local signing key (what
-/// `TXBRIDGE_SIGNING_KEY` holds: PEM or private JWK; unused by a KMS signer): the signer the
-/// config names, the reqwest client, the system clock and the tokio runtime (background key
-/// refreshes are tokio tasks, which a frozen Lambda environment resumes in its next
-/// invocation). [`Function::start`] calls it with the environment's values; in-process tests
-/// and benchmarks call it directly.
-pub async fn build(config: Config, local_key: &str) -> Result<TxBridge, StartupError> {
-    let keys = key_set(&config, local_key).await?;
+/// `TXBRIDGE_SIGNING_KEY` holds; unused by a KMS signer): the signer the config names, the
+/// reqwest client, the system clock and the tokio runtime (background key refreshes are tokio
+/// tasks, which a frozen Lambda environment resumes in its next invocation).
+pub async fn build(config: Config, local_key: Option<&str>) -> Result<TxBridge, StartupError> {
+    let keys = config
+        .signer()
+        .key_set(local_key, |key| Arc::new(key))
+        .await?;
     let http = ReqwestClient::with_user_agent(concat!("txbridge/", env!("CARGO_PKG_VERSION")))
-        .map_err(|e| StartupError::HttpClient(e.to_string()))?;
+        .map_err(StartupError::HttpClient)?;
     Ok(TxBridge::new(
         config,
         keys,
@@ -114,17 +63,12 @@ pub async fn build(config: Config, local_key: &str) -> Result<TxBridge, StartupE
     ))
 }
 
-/// Outbound HTTP for discovery and JWKS (rustls, no redirects, timeouts, body capped at
-/// `MAX_UPSTREAM_BODY`) and the tokio runtime port: the native adapters, next to the ports in
-/// txbridge-jose (feature `reqwest`; core itself takes no reqwest or tokio dependency).
-use txbridge_jose::{ReqwestClient, TokioRuntime};
-
 /// How long after a failed start the function tries to start again (on a request).
 pub const RESTART_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The function as the Lambda runtime drives it: the engine built at cold start, or, when that
-/// failed (KMS unreachable or refusing the key, a bad config), built again on a later request
-/// at most every [`RESTART_INTERVAL`]. Until then every request gets the contract's 503 with
+/// failed (KMS unreachable or refusing the key, a bad config), built again on a later request at
+/// most every [`RESTART_INTERVAL`]. Until then every request gets the contract's 503 with
 /// `Retry-After`: no token, nothing about the cause in the body (the cause is logged).
 pub struct Function {
     engine: tokio::sync::OnceCell<TxBridge>,
@@ -153,25 +97,26 @@ impl Function {
     }
 
     /// The engine, building it when no attempt was made within the last [`RESTART_INTERVAL`].
-    pub async fn engine(&self) -> Option<&TxBridge> {
+    async fn engine(&self) -> Option<&TxBridge> {
         if let Some(engine) = self.engine.get() {
             return Some(engine);
         }
         {
-            let mut next = self.next_attempt.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
+            let mut next = self.next_attempt.lock().unwrap_or_else(|e| e.into_inner());
             if now < *next {
                 return None;
             }
             *next = now + RESTART_INTERVAL;
         }
-        match self.engine.get_or_try_init(build_from_env).await {
+        let built = self.engine.get_or_try_init(|| async {
+            let key = std::env::var(SIGNING_KEY_VAR).ok();
+            build(config_from_env()?, key.as_deref()).await
+        });
+        match built.await {
             Ok(engine) => {
-                tracing::info!(
-                    issuer = %engine.config().issuer(),
-                    clusters = engine.config().clusters().len(),
-                    "txbridge started"
-                );
+                let config = engine.config();
+                tracing::info!(issuer = %config.issuer(), clusters = config.clusters().len(), "txbridge started");
                 Some(engine)
             }
             Err(e) => {
@@ -189,42 +134,23 @@ impl Function {
     /// (which txbridge's code should never raise) is answered with the same 503, not with the
     /// runtime's error, and the environment stays warm.
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let answer = CatchPanic(Box::pin(async {
+        let answer = std::panic::AssertUnwindSafe(async {
             match self.engine().await {
                 Some(engine) => handle(engine, req, self.base_path.as_deref()).await,
                 None => to_lambda_response(txbridge_core::unavailable_response()),
             }
-        }))
-        .await;
-        answer.unwrap_or_else(|()| {
+        });
+        answer.catch_unwind().await.unwrap_or_else(|_| {
             tracing::error!("the request panicked; answered 503");
             to_lambda_response(txbridge_core::unavailable_response())
         })
     }
 }
 
-/// A future whose panic becomes `Err(())` (its state is dropped, never polled again).
-struct CatchPanic<'a, T>(std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>);
-
-impl<T> std::future::Future for CatchPanic<'_, T> {
-    type Output = Result<T, ()>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(poll) => poll.map(Ok),
-            Err(_) => std::task::Poll::Ready(Err(())),
-        }
-    }
-}
-
-/// Logs of dependencies are kept at `info` and above, whatever `RUST_LOG` says: their debug
-/// and trace events carry request and response bodies (lambda_runtime's "raw JSON event
-/// received from Lambda" holds the whole event, subject token included; the AWS SDK's hold
-/// KMS responses). txbridge's own events never carry a token or key, at any level.
+/// Logs of dependencies are kept at `info` and above, whatever `RUST_LOG` says: their debug and
+/// trace events carry request and response bodies (lambda_runtime's "raw JSON event received
+/// from Lambda" holds the whole event, subject token included; the AWS SDK's hold KMS
+/// responses). txbridge's own events never carry a token or key, at any level.
 pub fn log_allowed(metadata: &Metadata<'_>) -> bool {
     metadata.target().starts_with("txbridge") || *metadata.level() <= Level::INFO
 }
@@ -254,125 +180,41 @@ where
     )
 }
 
-/// The caller's source IP and the API Gateway stage, from the event's request context.
-fn context_of(req: &Request) -> (Option<std::net::IpAddr>, Option<String>) {
-    match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => (
-            ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
-            ctx.stage.clone(),
-        ),
-        Some(RequestContext::ApiGatewayV1(ctx)) => (
-            ctx.identity
-                .source_ip
-                .as_deref()
-                .and_then(|ip| ip.parse().ok()),
-            ctx.stage.clone(),
-        ),
-        _ => (None, None),
-    }
-}
-
-/// Strips an API Gateway stage (`/prod/token` -> `/token`) and an optional configured base
-/// path (`TXBRIDGE_BASE_PATH`, for custom-domain base path mappings).
-fn route_path(path: &str, stage: Option<&str>, base: Option<&str>) -> String {
-    /// `/prefix/rest` -> `/rest`, only on a whole path segment.
-    fn strip<'a>(p: &'a str, prefix: &str) -> Option<&'a str> {
-        p.strip_prefix(prefix)
-            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
-    }
-    let mut p = path;
-    if let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default") {
-        p = strip(p, &format!("/{stage}")).unwrap_or(p);
-    }
-    if let Some(base) = base
-        .map(|b| b.trim_end_matches('/'))
-        .filter(|b| !b.is_empty())
-    {
-        p = strip(p, base).unwrap_or(p);
-    }
-    if p.is_empty() { "/".into() } else { p.into() }
-}
-
-/// Converts a lambda_http request into the core's request type.
+/// The core's request for an event: the body, the path without a configured base path
+/// (`/tts/token` -> `/token`, on a whole segment only), the caller's address as [`ClientIp`].
 pub fn to_core_request(req: Request, base_path: Option<&str>) -> http::Request<Vec<u8>> {
-    let (ip, stage) = context_of(&req);
-    let (parts, body) = req.into_parts();
-    let bytes = match body {
-        Body::Empty => Vec::new(),
-        Body::Text(t) => t.into_bytes(),
-        Body::Binary(b) => b,
-        _ => Vec::new(),
+    let ip = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+        _ => None,
     };
-    let path = route_path(parts.uri.path(), stage.as_deref(), base_path);
-    let mut out = http::Request::new(bytes);
-    *out.method_mut() = parts.method;
-    *out.uri_mut() = path.parse().unwrap_or_default();
-    *out.headers_mut() = parts.headers;
-    if let Some(ip) = ip {
-        out.extensions_mut().insert(ClientIp(ip));
+    let (mut parts, body) = req.into_parts();
+    let base = base_path
+        .map(|b| b.trim_end_matches('/'))
+        .filter(|b| !b.is_empty());
+    if let Some(rest) = base.and_then(|b| parts.uri.path().strip_prefix(b))
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        let path = if rest.is_empty() { "/" } else { rest };
+        parts.uri = path.parse().unwrap_or_default();
     }
-    out
+    parts.extensions = http::Extensions::new();
+    if let Some(ip) = ip.and_then(|ip| ip.parse().ok()) {
+        parts.extensions.insert(ClientIp(ip));
+    }
+    http::Request::from_parts(parts, body.to_vec())
 }
 
 /// Converts the core's response into a lambda_http response (JSON bodies as text).
 pub fn to_lambda_response(resp: http::Response<Vec<u8>>) -> Response<Body> {
-    let (parts, body) = resp.into_parts();
-    let body = match String::from_utf8(body) {
+    resp.map(|body| match String::from_utf8(body) {
         Ok(t) if t.is_empty() => Body::Empty,
         Ok(t) => Body::Text(t),
         Err(e) => Body::Binary(e.into_bytes()),
-    };
-    Response::from_parts(parts, body)
+    })
 }
 
 /// One event through the core.
 pub async fn handle(bridge: &TxBridge, req: Request, base_path: Option<&str>) -> Response<Body> {
     to_lambda_response(bridge.handle(to_core_request(req, base_path)).await)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::route_path;
-
-    #[test]
-    #[allow(clippy::panic)]
-    fn a_panicking_request_is_caught() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap_or_else(|_| panic!());
-        let caught = rt.block_on(super::CatchPanic(Box::pin(async {
-            if std::hint::black_box(true) {
-                panic!("boom");
-            }
-            1
-        })));
-        assert_eq!(caught, Err(()));
-        let fine = rt.block_on(super::CatchPanic(Box::pin(async { 2 })));
-        assert_eq!(fine, Ok(2));
-    }
-
-    #[test]
-    fn stage_and_base_path_are_stripped() {
-        let cases = [
-            ("/token", None, None, "/token"),
-            ("/prod/token", Some("prod"), None, "/token"),
-            ("/production/token", Some("prod"), None, "/production/token"),
-            ("/token", Some("$default"), None, "/token"),
-            ("/tts/token", None, Some("/tts"), "/token"),
-            (
-                "/prod/tts/.well-known/jwks.json",
-                Some("prod"),
-                Some("/tts/"),
-                "/.well-known/jwks.json",
-            ),
-            ("/prod", Some("prod"), None, "/"),
-        ];
-        for (path, stage, base, want) in cases {
-            assert_eq!(
-                route_path(path, stage, base),
-                want,
-                "{path} {stage:?} {base:?}"
-            );
-        }
-    }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use txbridge_core::{Config, KeySet, TxBridge};
-use txbridge_signer::LocalSigner;
+use txbridge_core::{Config, TxBridge};
+use txbridge_signer::{KeySet, LocalSigner};
 use txbridge_test_support::{FixedClock, FnHttp, TestRuntime, claims_of, craft, ec_key};
 
 const ISS: &str = "https://issuer.example.test";
@@ -128,6 +128,26 @@ async fn api_gateway_v1_stage_and_base64_body() {
     let (status, doc) = run(&bridge, event("apigw-v1-get-jwks.json", "")).await;
     assert_eq!(status, 200);
     assert_eq!(doc, jwks);
+}
+
+/// A custom-domain base path mapping (`TXBRIDGE_BASE_PATH`) is stripped on a whole segment only.
+#[test]
+fn base_path_is_stripped_on_a_whole_segment() {
+    let cases = [
+        ("/token", None, "/token"),
+        ("/tts/token", Some("/tts"), "/token"),
+        ("/tts/token", Some("/tts/"), "/token"),
+        ("/tts", Some("/tts"), "/"),
+        ("/ttsx/token", Some("/tts"), "/ttsx/token"),
+        ("/token", Some(""), "/token"),
+    ];
+    for (path, base, want) in cases {
+        let req = lambda_http::http::Request::get(path)
+            .body(lambda_http::Body::Empty)
+            .unwrap();
+        let got = txbridge_lambda::to_core_request(req, base);
+        assert_eq!(got.uri().path(), want, "{path} {base:?}");
+    }
 }
 
 #[tokio::test]

@@ -103,11 +103,11 @@ fn header_token<B>(req: &Request<B>) -> Result<Option<String>, Error> {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(crate::TxTokenError::Malformed.into());
+        return Err(crate::TokenError::Malformed.into());
     }
     match v.to_str() {
         Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
-        _ => Err(crate::TxTokenError::Malformed.into()),
+        _ => Err(crate::TokenError::Malformed.into()),
     }
 }
 

@@ -17,18 +17,16 @@ use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use txbridge_jose::{
-    Expectations, KeyCache, KeyCacheConfig, KeySource, MAX_TOKEN_LEN, UnverifiedTxToken, VerifyKey,
-    check_url, parse_txtoken_keys,
+    Expectations, KeyCache, KeySource, MAX_TOKEN_LEN, UnverifiedTxToken, VerifyKey,
+    parse_txtoken_keys,
 };
 use url::Url;
 
-pub use txbridge_jose::FetchError as KeyFetchError;
-pub use txbridge_jose::KeyCacheConfig as KeyCacheTuning;
-pub use txbridge_jose::Unavailable as KeysUnavailable;
-pub use txbridge_jose::glob::Glob;
-pub use txbridge_jose::parse_url_ascii;
-pub use txbridge_jose::{AsyncRuntime, Clock, HttpClient, HttpError, Task};
-pub use txbridge_jose::{TxTokenClaims, TxTokenError};
+// The names a consumer needs, as txbridge-jose names them (one name per type).
+pub use txbridge_jose::{
+    AsyncRuntime, Clock, Glob, HttpClient, HttpError, KeyCacheConfig, KeyFetchError,
+    KeysUnavailable, Task, TokenError, TxTokenClaims, parse_url_ascii,
+};
 
 #[cfg(feature = "tower")]
 pub mod layer;
@@ -47,7 +45,7 @@ pub enum Error {
     Missing,
     /// The token is not a valid TxToken of the expected service and trust domain.
     #[error("invalid transaction token: {0}")]
-    Invalid(#[from] TxTokenError),
+    Invalid(#[from] TokenError),
     /// The service's keys could not be fetched (and none are cached); retry after the seconds
     /// it says.
     #[error("transaction token keys are unavailable: {0}")]
@@ -172,14 +170,14 @@ impl Verifier {
         };
         let token = UnverifiedTxToken::parse(token)?;
         match &self.keys {
-            Keys::Static(keys) => Ok(token.verify(keys, &expect, now)?),
+            Keys::Static(keys) => Ok(token.verify(keys, &expect, now).await?),
             Keys::Remote(remote) => {
                 let snapshot = remote
                     .cache
                     .keys(SERVICE_KEYS, Some(token.kid()))
                     .await
                     .map_err(Error::KeysUnavailable)?;
-                Ok(token.verify(&snapshot.keys, &expect, now)?)
+                Ok(token.verify(&snapshot.keys, &expect, now).await?)
             }
         }
     }
@@ -241,9 +239,7 @@ impl Builder {
     }
 
     fn url(&self, text: &str, what: &'static str) -> Result<Url, Error> {
-        let url = txbridge_jose::parse_url_ascii(text).map_err(|_| Error::Config(what))?;
-        check_url(&url, self.allow_http_loopback).map_err(|_| Error::Config(what))?;
-        Ok(url)
+        txbridge_jose::parse_url(text, self.allow_http_loopback).map_err(|_| Error::Config(what))
     }
 
     fn finish(mut self, keys: Keys) -> Result<Verifier, Error> {
@@ -479,23 +475,23 @@ pub fn rctx_digest(claims: &TxTokenClaims) -> String {
 pub fn decode_unverified(token: &str) -> Result<(Value, Value), Error> {
     let token = token.trim();
     if token.len() > MAX_TOKEN_LEN {
-        return Err(TxTokenError::TooLarge.into());
+        return Err(TokenError::TooLarge.into());
     }
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(TxTokenError::Malformed.into());
+        return Err(TokenError::Malformed.into());
     };
-    let part = |s: &str, bad: TxTokenError| -> Result<Value, Error> {
+    let part = |s: &str, bad: TokenError| -> Result<Value, Error> {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(s)
-            .map_err(|_| TxTokenError::Malformed)?;
+            .map_err(|_| TokenError::Malformed)?;
         Ok(serde_json::from_slice(&bytes).map_err(|_| bad)?)
     };
     Ok((
-        part(h, TxTokenError::BadHeader)?,
-        part(p, TxTokenError::BadClaims)?,
+        part(h, TokenError::BadHeader)?,
+        part(p, TokenError::BadClaims)?,
     ))
 }
 

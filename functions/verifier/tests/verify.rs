@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use txbridge_signer::{LocalSigner, Signer as _};
 use txbridge_test_support::*;
 use txbridge_verifier::{
-    Error, Requirements, TxTokenError as E, Verifier, decode_unverified, json_digest, rctx_digest,
+    Error, Requirements, TokenError as E, Verifier, decode_unverified, json_digest, rctx_digest,
     require_scope, require_tctx, tctx_digest,
 };
 
@@ -202,7 +202,7 @@ fn every_rejection() {
         (
             "missing aud",
             craft_txtoken(s, &header, &with(&remove("aud"))),
-            E::WrongAudience,
+            E::MissingAudience,
         ),
         (
             "wrong iss",

@@ -1,14 +1,17 @@
-//! What the Worker builds once per isolate: config, signing key and the core engine.
+//! What the Worker builds once per isolate, and the request rules that do not need the runtime.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use txbridge_core::{AsyncRuntime, Clock, Config, ConfigError, HttpClient, SignerKind, TxBridge};
-use txbridge_signer::{KeyError, KeySet, LocalSigner, Signer};
+use txbridge_core::{Config, ConfigError, TxBridge};
+use txbridge_jose::{AsyncRuntime, Clock, HttpClient};
+use txbridge_signer::{LocalSigner, SIGNING_KEY_VAR, SetupError, Signer, SignerKind};
 
 /// The var holding the TOML config document.
 pub const CONFIG_VAR: &str = "TXBRIDGE_CONFIG";
-/// The secret holding the P-256 signing key (PKCS#8/SEC1 PEM or JWK).
-pub const SIGNING_KEY_SECRET: &str = "TXBRIDGE_SIGNING_KEY";
+
+/// The header in which Cloudflare gives the client's address (`rctx.req_ip`).
+pub const CONNECTING_IP_HEADER: &str = "cf-connecting-ip";
 
 /// Why the Worker cannot serve. The messages name the setting at fault and never contain the
 /// key or the config text.
@@ -20,66 +23,71 @@ pub enum InitError {
     #[error("invalid {CONFIG_VAR}: {0}")]
     Config(#[from] ConfigError),
     #[error(
-        "signer kinds \"kms\" and \"kms-wrapped\" are not supported by the Worker: use \
-         kind = \"local\" and the {SIGNING_KEY_SECRET} secret"
+        "[signer] kind = \"{0}\" is not supported by the Worker: use kind = \"local\" and the {SIGNING_KEY_VAR} secret"
     )]
-    SignerNotSupported,
-    #[error("the {SIGNING_KEY_SECRET} secret is not set")]
-    MissingSigningKey,
-    #[error("invalid {SIGNING_KEY_SECRET}: {0}")]
-    SigningKey(#[from] KeyError),
+    SignerNotSupported(&'static str),
+    #[error("{0}")]
+    Signer(#[from] SetupError),
 }
 
 /// Builds the engine from the config document and the signing key as the runtime gives them
-/// (`None` when the binding is absent), and the isolate's ports. `signer` wraps the parsed key
-/// in the signer that will sign (the Workers runtime: WebCrypto).
-pub fn build(
+/// (`None` when the binding is absent) and the isolate's ports. `wrap` turns the parsed key into
+/// the signer that signs (the Workers runtime: WebCrypto). The Worker links no KMS signer: a
+/// `kms` or `kms-wrapped` config is refused, naming `kind = "local"`.
+pub async fn build(
     config_toml: Option<&str>,
     signing_key: Option<&str>,
-    http: Arc<dyn HttpClient>,
-    clock: Arc<dyn Clock>,
-    runtime: Arc<dyn AsyncRuntime>,
-    signer: impl FnOnce(LocalSigner) -> Arc<dyn Signer>,
+    ports: (Arc<dyn HttpClient>, Arc<dyn Clock>, Arc<dyn AsyncRuntime>),
+    wrap: impl FnOnce(LocalSigner) -> Arc<dyn Signer>,
 ) -> Result<TxBridge, InitError> {
     let config = Config::from_toml_str(config_toml.ok_or(InitError::MissingConfig)?)?;
-    let signer_config = config.signer();
     // Only the in-binary key: a KMS signer would need the AWS SDK, which the Worker never links.
-    if !matches!(signer_config.kind, SignerKind::Local) {
-        return Err(InitError::SignerNotSupported);
+    let kind = &config.signer().kind;
+    if *kind != SignerKind::Local {
+        return Err(InitError::SignerNotSupported(kind.as_str()));
     }
-    let key = signing_key
-        .filter(|k| !k.trim().is_empty())
-        .ok_or(InitError::MissingSigningKey)?;
-    let signer = signer(LocalSigner::from_encoded(key)?);
-    let keys = KeySet::new(signer, signer_config.previous_public_keys.clone())?;
+    let keys = config.signer().key_set(signing_key, wrap).await?;
+    let (http, clock, runtime) = ports;
     Ok(TxBridge::new(config, keys, http, clock, runtime))
+}
+
+/// The client address from `CF-Connecting-IP`, when present and well-formed.
+pub fn client_ip(headers: &http::HeaderMap) -> Option<IpAddr> {
+    headers
+        .get(CONNECTING_IP_HEADER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Native only: the test doubles (txbridge-test-support) are not built for wasm32.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use txbridge_core::HttpError;
+    use futures::executor::block_on;
+    use txbridge_jose::HttpError;
     use txbridge_test_support::{FixedClock, FnHttp, TestRuntime};
 
     const CONFIG: &str = r#"
-issuer = "https://tts.example.com"
+    issuer = "https://tts.example.com"
 
-[signer]
-kind = "SIGNER"
+    [signer]
+    kind = "SIGNER"
 
-[[clusters]]
-name = "prod"
-issuer = "https://oidc.example.com/prod"
-audiences = ["txbridge"]
+    [[clusters]]
+    name = "prod"
+    issuer = "https://oidc.example.com/prod"
+    audiences = ["txbridge"]
 
-[[policies]]
-cluster = "prod"
-namespace = "*"
-service_account = "*"
-scopes = ["orders:read"]
-"#;
+    [[policies]]
+    cluster = "prod"
+    namespace = "*"
+    service_account = "*"
+    scopes = ["orders:read"]
+    "#;
 
     fn config(signer: &str) -> String {
         CONFIG.replace("kind = \"SIGNER\"", signer)
@@ -90,19 +98,21 @@ scopes = ["orders:read"]
     }
 
     fn try_build(config: Option<&str>, key: Option<&str>) -> Result<TxBridge, InitError> {
-        build(
+        block_on(build(
             config,
             key,
-            Arc::new(FnHttp::new(|_| Err(HttpError::Connect))),
-            Arc::new(FixedClock::at(1_700_000_000)),
-            Arc::new(TestRuntime::immediate()),
+            (
+                Arc::new(FnHttp::new(|_| Err(HttpError::Connect))),
+                Arc::new(FixedClock::at(1_700_000_000)),
+                Arc::new(TestRuntime::immediate()),
+            ),
             |rust| Arc::new(rust),
-        )
+        ))
     }
 
     fn get(bridge: &TxBridge, path: &str) -> http::Response<Vec<u8>> {
         let req = http::Request::get(path).body(Vec::new()).unwrap();
-        futures::executor::block_on(bridge.handle(req))
+        block_on(bridge.handle(req))
     }
 
     #[test]
@@ -135,25 +145,27 @@ scopes = ["orders:read"]
                 matches!(e, InitError::Config(_))
             }),
             ("kms signer", Some(&kms), Some(&key), |e| {
-                matches!(e, InitError::SignerNotSupported)
+                matches!(e, InitError::SignerNotSupported("kms"))
             }),
             ("kms-wrapped signer", Some(&wrapped), Some(&key), |e| {
-                matches!(e, InitError::SignerNotSupported)
+                matches!(e, InitError::SignerNotSupported("kms-wrapped"))
             }),
             ("no key", Some(&local), None, |e| {
-                matches!(e, InitError::MissingSigningKey)
+                matches!(e, InitError::Signer(SetupError::MissingLocalKey))
             }),
             ("blank key", Some(&local), Some(" \n"), |e| {
-                matches!(e, InitError::MissingSigningKey)
+                matches!(e, InitError::Signer(SetupError::MissingLocalKey))
             }),
             ("bad key", Some(&local), Some("not a key"), |e| {
-                matches!(e, InitError::SigningKey(_))
+                matches!(e, InitError::Signer(SetupError::LocalKey(_)))
             }),
         ];
         for (name, config, key, want) in cases {
             let err = try_build(*config, *key).unwrap_err();
             assert!(want(&err), "{name}: got {err:?}");
         }
+        let err = try_build(Some(&kms), Some(&key)).unwrap_err().to_string();
+        assert!(err.contains("kind = \"local\""), "{err}");
     }
 
     #[test]
@@ -162,6 +174,29 @@ scopes = ["orders:read"]
         let err = try_build(Some(&config("kind = \"local\"")), Some(key)).unwrap_err();
         let message = err.to_string();
         assert!(!message.contains("c2VjcmV0"), "{message}");
-        assert!(message.contains(SIGNING_KEY_SECRET), "{message}");
+        assert!(message.contains("TXBRIDGE_SIGNING_KEY"), "{message}");
+    }
+
+    #[test]
+    fn client_ip_from_cf_connecting_ip() {
+        let headers = |name: &'static str, value: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(name, http::HeaderValue::from_str(value).unwrap());
+            h
+        };
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("v4", "203.0.113.7", Some("203.0.113.7")),
+            ("v6", "2001:db8::1", Some("2001:db8::1")),
+            ("spaces", " 198.51.100.2 ", Some("198.51.100.2")),
+            ("not an address", "example.com", None),
+            ("a list is not one address", "203.0.113.7, 10.0.0.1", None),
+            ("empty", "", None),
+        ];
+        for (name, value, want) in cases {
+            let got = client_ip(&headers("cf-connecting-ip", value));
+            assert_eq!(got, want.map(|w| w.parse().unwrap()), "{name}");
+        }
+        assert_eq!(client_ip(&http::HeaderMap::new()), None);
+        assert_eq!(client_ip(&headers("x-forwarded-for", "203.0.113.7")), None);
     }
 }

@@ -1,6 +1,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use txbridge_core::Clock;
+use txbridge_jose::Clock;
 
 /// A fixed clock the test sets (Unix seconds; `Default` is 0).
 #[derive(Debug, Default)]

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use txbridge_core::{HttpClient, HttpError};
+use txbridge_jose::{HttpClient, HttpError};
 
 type Handler =
     dyn Fn(http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError> + Send + Sync;

@@ -1,17 +1,17 @@
 //! Test support for txbridge, shared by the tests, benches and fuzz targets of the workspace
 //! (not published; rustls' `rustls-test` is the model):
 //!
-//! - [`FixedClock`]: the one settable [`Clock`](txbridge_core::Clock) of the tests;
-//! - [`FnHttp`]: the one [`HttpClient`](txbridge_core::HttpClient) double, a closure that
+//! - [`FixedClock`]: the one settable [`Clock`](txbridge_jose::Clock) of the tests;
+//! - [`FnHttp`]: the one [`HttpClient`](txbridge_jose::HttpClient) double, a closure that
 //!   counts requests per URL, with [`Routes`] as the usual closure (URL -> canned [`Upstream`]);
-//! - [`TestRuntime`]: the [`AsyncRuntime`](txbridge_core::AsyncRuntime) of the tests, whose
+//! - [`TestRuntime`]: the [`AsyncRuntime`](txbridge_jose::AsyncRuntime) of the tests, whose
 //!   timers follow the fixed clock or complete at once, and whose background tasks wait in a
 //!   queue until the test runs them;
 //! - [`World`]: the multi-cluster test world (clusters `alpha`, `beta`, and `gamma` for the
 //!   fuzz target), its config, keys ([`TestKey`]) and token crafting ([`craft`], [`sa_claims`]);
 //! - `localstack` (feature `localstack`): LocalStack's KMS started on a free loopback port.
 //!
-//! Only the crate-root API of `txbridge-core` is used, so that the tests see the core as its
+//! Only the crate-root APIs of `txbridge-core` and `txbridge-jose` are used, so that the tests see them as their
 //! shells do.
 // Test support: a failed set-up is a failed test, and panicking says where.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

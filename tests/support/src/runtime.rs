@@ -1,6 +1,6 @@
 use std::sync::{Arc, Mutex};
 
-use txbridge_core::{AsyncRuntime, Clock as _, Task};
+use txbridge_jose::{AsyncRuntime, Clock as _, Task};
 
 use crate::clock::FixedClock;
 use crate::http::YieldOnce;

@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use txbridge_core::{Config, KeySet, TxBridge};
+use txbridge_core::{Config, TxBridge};
+use txbridge_signer::KeySet;
 use txbridge_signer::LocalSigner;
 
 use crate::clock::FixedClock;

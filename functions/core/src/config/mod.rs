@@ -7,44 +7,17 @@ mod raw;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use txbridge_signer::PublicJwk;
+use txbridge_signer::{PublicJwk, SignerConfig, SignerKind};
 use url::Url;
 
 use crate::policy::{Policy, compile_name_glob};
 use crate::workload::WorkloadTemplate;
-use txbridge_jose::glob::Glob;
-use txbridge_jose::jws::Algorithm;
-use txbridge_jose::keys::{KeyCacheConfig, KeySource};
-use txbridge_jose::urls::{check_url, parse_url_ascii};
+use txbridge_jose::{Algorithm, Glob, KeyCacheConfig, KeySource};
 
 pub use raw::RawConfig;
 use raw::{RawCluster, RawPolicy, RawSigner};
 use txbridge_toml::Problems;
 pub use txbridge_toml::{ConfigError, ConfigProblem};
-
-/// Which key signs TxTokens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SignerKind {
-    /// In-binary key from `TXBRIDGE_SIGNING_KEY`.
-    Local,
-    /// AWS KMS key.
-    Kms {
-        key_id: String,
-        previous_key_ids: Vec<String>,
-    },
-    /// A P-256 key wrapped by AWS KMS (`PrivateKeyCiphertextBlob`, base64), decrypted once per
-    /// cold start.
-    KmsWrapped { wrapped_key: String },
-}
-
-/// The compiled `[signer]` section.
-#[derive(Debug, Clone)]
-pub struct SignerConfig {
-    pub kind: SignerKind,
-    /// Checked P-256 JWKs (kid filled in) to keep publishing.
-    pub previous_public_keys: Vec<PublicJwk>,
-}
 
 /// A trusted cluster.
 #[derive(Debug, Clone)]
@@ -165,10 +138,8 @@ fn duration(
 }
 
 fn parse_url(key: &str, text: &str, allow_http_loopback: bool) -> Result<Url, ConfigError> {
-    let url = parse_url_ascii(text)
-        .map_err(|why| ConfigError::at(key, format!("is not a valid URL: {why}")))?;
-    check_url(&url, allow_http_loopback).map_err(|why| ConfigError::at(key, why))?;
-    Ok(url)
+    txbridge_jose::parse_url(text, allow_http_loopback)
+        .map_err(|why| ConfigError::at(key, why.to_string()))
 }
 
 /// Cluster names: 1-63 lowercase ASCII letters, digits, '-', '_' or '.' (the Terraform config

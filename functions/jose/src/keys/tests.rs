@@ -22,7 +22,7 @@ fn key(kid: &str) -> VerifyKey {
         serde_json::from_str(&sk.public_key().to_jwk_string()).unwrap();
     jwk["kid"] = kid.into();
     let doc = serde_json::json!({ "keys": [jwk] });
-    jws::parse_jwks(&serde_json::to_vec(&doc).unwrap())
+    jwk::parse_verify_keys(&serde_json::to_vec(&doc).unwrap())
         .unwrap()
         .remove(0)
 }
@@ -34,7 +34,7 @@ enum D {
     ReadyRefresh,
     Fetch,
     Wait,
-    Unavailable(FetchError, u32),
+    Unavailable(KeyFetchError, u32),
 }
 
 fn step(st: &mut State, kid: Option<&str>, arrival: u64, now: u64) -> (D, Option<u64>) {
@@ -72,7 +72,7 @@ fn warm(kids: &[&str], at: u64) -> State {
     st
 }
 
-fn ok(kids: &[&str]) -> Result<Vec<VerifyKey>, FetchError> {
+fn ok(kids: &[&str]) -> Result<Vec<VerifyKey>, KeyFetchError> {
     Ok(kids.iter().map(|k| key(k)).collect())
 }
 
@@ -111,7 +111,7 @@ fn fresh_keys_are_used_and_stale_ones_refresh_in_the_background() {
         id.unwrap(),
         now,
         now + 5_000,
-        Err(FetchError::Timeout),
+        Err(KeyFetchError::Timeout),
         None,
         &tuning(),
     )
@@ -149,13 +149,13 @@ fn unknown_kid_one_refresh_per_interval_no_burst() {
     // one. The miss is remembered only until the next refresh is allowed.
     assert_eq!(
         step(&mut st, Some("b"), t, t + 3).0,
-        D::Unavailable(FetchError::RefreshLimited, 10)
+        D::Unavailable(KeyFetchError::RefreshLimited, 10)
     );
     for dt in [10, 1_000, INTERVAL - 1] {
         assert!(
             matches!(
                 step(&mut st, Some("b"), t + dt, t + dt).0,
-                D::Unavailable(FetchError::RefreshLimited, _)
+                D::Unavailable(KeyFetchError::RefreshLimited, _)
             ),
             "+{dt}"
         );
@@ -163,11 +163,11 @@ fn unknown_kid_one_refresh_per_interval_no_burst() {
     // Another unknown kid within the interval: no refresh (no burst), 503 with the seconds left.
     assert_eq!(
         step(&mut st, Some("c"), t + 1_000, t + 1_000).0,
-        D::Unavailable(FetchError::RefreshLimited, 9)
+        D::Unavailable(KeyFetchError::RefreshLimited, 9)
     );
     assert_eq!(
         step(&mut st, Some("d"), t + 9_001, t + 9_001).0,
-        D::Unavailable(FetchError::RefreshLimited, 1)
+        D::Unavailable(KeyFetchError::RefreshLimited, 1)
     );
     assert_eq!(
         step(&mut st, Some("c"), t + INTERVAL, t + INTERVAL).0,
@@ -229,7 +229,7 @@ fn a_cold_fetch_that_misses_the_kid_counts_as_the_refresh() {
         assert!(
             matches!(
                 step(&mut st, Some("bogus"), T0 + dt, T0 + dt).0,
-                D::Unavailable(FetchError::RefreshLimited, _)
+                D::Unavailable(KeyFetchError::RefreshLimited, _)
             ),
             "+{dt}"
         );
@@ -251,7 +251,7 @@ fn real_rotation_right_after_a_bogus_kid_gets_503_then_200() {
     for dt in [3, 500, 5_000, 9_999] {
         let (d, _) = step(&mut st, Some("b"), t + dt, t + dt);
         assert!(
-            matches!(d, D::Unavailable(FetchError::RefreshLimited, _)),
+            matches!(d, D::Unavailable(KeyFetchError::RefreshLimited, _)),
             "+{dt}: {d:?}"
         );
     }
@@ -286,7 +286,7 @@ fn waiters_for_another_kid_get_a_retryable_answer() {
         .unwrap();
     assert_eq!(
         step(&mut st, Some("y"), t + 1, t + 5).0,
-        D::Unavailable(FetchError::RefreshLimited, 10)
+        D::Unavailable(KeyFetchError::RefreshLimited, 10)
     );
 }
 
@@ -302,21 +302,21 @@ fn failures_back_off_exponentially_up_to_the_interval() {
             id.unwrap(),
             now,
             now,
-            Err(FetchError::Status),
+            Err(KeyFetchError::Status),
             None,
             &tuning(),
         )
         .unwrap_err();
         // A request that arrived before the failure gives up with the back-off as Retry-After.
         let (d, _) = step(&mut st, None, now, now);
-        let D::Unavailable(FetchError::Status, retry) = d else {
+        let D::Unavailable(KeyFetchError::Status, retry) = d else {
             panic!("{d:?}")
         };
         waits.push(retry);
         // A new request within the back-off: 503 without a fetch.
         assert!(matches!(
             step(&mut st, None, now + 1, now + 1).0,
-            D::Unavailable(FetchError::BackingOff, _)
+            D::Unavailable(KeyFetchError::BackingOff, _)
         ));
         now = st.backoff_until_ms;
     }
@@ -337,7 +337,7 @@ fn an_unknown_kid_while_backing_off_is_retryable() {
         id.unwrap(),
         t,
         t + 10,
-        Err(FetchError::Transport),
+        Err(KeyFetchError::Transport),
         Some("b"),
         &tuning(),
     )
@@ -345,7 +345,7 @@ fn an_unknown_kid_while_backing_off_is_retryable() {
     // The fetch failed: "b" may exist, so not a definite "unknown key".
     assert_eq!(
         after_own_fetch(&mut st, Some("b"), t, t + 10),
-        D::Unavailable(FetchError::Transport, 1)
+        D::Unavailable(KeyFetchError::Transport, 1)
     );
     // Known kids keep being served.
     assert_eq!(step(&mut st, Some("a"), t + 11, t + 11).0, D::Ready);
@@ -370,7 +370,7 @@ fn an_abandoned_claim_expires() {
             None,
             &tuning()
         ),
-        Err(FetchError::Timeout)
+        Err(KeyFetchError::Timeout)
     );
     st.finish(
         id2.unwrap(),

@@ -1,31 +1,7 @@
-//! Limits the Worker applies while converting requests and responses, and the client address.
-
-use std::net::IpAddr;
-use std::time::Duration;
+//! Limits the Workers adapters apply while reading bodies; target-independent, so they are
+//! unit-tested natively.
 
 use http::HeaderMap;
-
-/// Largest token request body the core accepts. The Worker reads at most one byte more, so that
-/// an oversized body reaches the core as such and is answered with 413.
-pub const MAX_REQUEST_BODY: usize = txbridge_core::MAX_REQUEST_BODY;
-
-/// Total time allowed for one upstream (discovery, JWKS) request, body included (the Lambda's
-/// reqwest client gives up after the same time).
-pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// The header in which Cloudflare gives the client's address (`rctx.req_ip`).
-pub const CONNECTING_IP_HEADER: &str = "cf-connecting-ip";
-
-/// The client address from `CF-Connecting-IP`, when present and well-formed.
-pub fn client_ip(headers: &HeaderMap) -> Option<IpAddr> {
-    headers
-        .get(CONNECTING_IP_HEADER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
 
 /// True when a `Content-Length` header announces more than `limit` bytes (checked before reading
 /// an upstream body). A missing or malformed header is left to the read limit.
@@ -80,24 +56,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(name, HeaderValue::from_str(value).unwrap());
         h
-    }
-
-    #[test]
-    fn client_ip_from_cf_connecting_ip() {
-        let cases: &[(&str, &str, Option<&str>)] = &[
-            ("v4", "203.0.113.7", Some("203.0.113.7")),
-            ("v6", "2001:db8::1", Some("2001:db8::1")),
-            ("spaces", " 198.51.100.2 ", Some("198.51.100.2")),
-            ("not an address", "example.com", None),
-            ("a list is not one address", "203.0.113.7, 10.0.0.1", None),
-            ("empty", "", None),
-        ];
-        for (name, value, want) in cases {
-            let got = client_ip(&headers("cf-connecting-ip", value));
-            assert_eq!(got, want.map(|w| w.parse().unwrap()), "{name}");
-        }
-        assert_eq!(client_ip(&HeaderMap::new()), None);
-        assert_eq!(client_ip(&headers("x-forwarded-for", "203.0.113.7")), None);
     }
 
     #[test]

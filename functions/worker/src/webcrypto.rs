@@ -17,7 +17,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use txbridge_core::{Algorithm, BackendKey, PublicKeyMaterial, VerifyBackend};
+use txbridge_jose::{Algorithm, BackendKey, PublicKeyMaterial, VerifyBackend};
 use txbridge_signer::{LocalSigner, PublicJwk, SignError, Signer};
 use wasm_bindgen::{JsCast as _, JsValue};
 use wasm_bindgen_futures::JsFuture;
