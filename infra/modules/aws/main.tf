@@ -80,6 +80,8 @@ resource "aws_lambda_function" "function" {
     variables = {
       TXBRIDGE_CONFIG = module.config.toml
       RUST_LOG        = var.rust_log
+      # lambda_http leaves an API Gateway stage out of the request path (txbridge routes on it).
+      AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH = "true"
     }
   }
 
@@ -97,7 +99,7 @@ resource "aws_lambda_function" "function" {
     }
     precondition {
       # Lambda caps all environment variables together at 4 KB.
-      condition     = length(module.config.toml) + length(var.rust_log) < 4000
+      condition     = length(module.config.toml) + length(var.rust_log) < 3950
       error_message = "The rendered txbridge config is too large for a Lambda environment variable (4 KB in total); trim clusters/policies."
     }
   }
