@@ -233,6 +233,23 @@ impl Harness {
         Ok(v["status"]["token"].as_str().context("token")?.to_owned())
     }
 
+    /// A projected SA token bound to pod `pod` (its `kubernetes.io.pod` claims).
+    pub fn token_in_pod(
+        &self,
+        cluster: &str,
+        ns: &str,
+        sa: &str,
+        pod: &str,
+    ) -> anyhow::Result<String> {
+        let v = self.post(
+            &format!("/clusters/{cluster}/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"),
+            &serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": ["txbridge"], "expirationSeconds": 600,
+                    "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod}}}),
+        )?;
+        Ok(v["status"]["token"].as_str().context("token")?.to_owned())
+    }
+
     /// Signs exactly `header`/`claims` with the cluster's active key or a foreign one.
     pub fn sign(
         &self,

@@ -38,7 +38,8 @@ pub enum Shell {
 /// The workload id template of cluster beta in the suite: the kontxt quickstart's SPIFFE shape.
 pub const BETA_WORKLOAD_ID: &str = "spiffe://example.test/ns/${namespace}/sa/${service_account}";
 
-/// The suite's config: the harness's, with beta rendering SPIFFE workload ids.
+/// The suite's config: the harness's, with beta rendering SPIFFE workload ids, and policies
+/// with conditions (alpha's namespace `conditional`, which no other policy matches).
 pub fn config(harness_config: &str) -> String {
     let out = harness_config.replacen(
         "name = \"beta\"\n",
@@ -49,8 +50,28 @@ pub fn config(harness_config: &str) -> String {
         out.contains("workload_id"),
         "no cluster beta in {harness_config}"
     );
-    out
+    format!("{out}{CONDITIONAL_POLICIES}")
 }
+
+/// Policies with CEL conditions: a pod-name condition over the SA token's claims, and a
+/// request_details + scope condition.
+pub const CONDITIONAL_POLICIES: &str = r#"
+[[policies]]
+id = "checkout-pods"
+cluster = "alpha"
+namespace = "conditional"
+service_account = "pods"
+scopes = ["orders:read"]
+condition = 'subject.claims["kubernetes.io"].pod.name.startsWith("checkout-")'
+
+[[policies]]
+id = "ticketed-writes"
+cluster = "alpha"
+namespace = "conditional"
+service_account = "ticketed"
+scopes = ["orders:read", "orders:write"]
+condition = '!("orders:write" in request.scope) || request.request_details.ticket.startsWith("INC-")'
+"#;
 
 /// The function under test.
 #[derive(Debug)]
@@ -1565,6 +1586,240 @@ fn private_key_in_the_public_keys(env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Policy conditions (CEL) on the shell: a pod-name condition over the SA token's claims; a
+/// request_details + scope condition; an evaluation error counts as false. Same answers on the
+/// Lambda and the Worker (one evaluator).
+fn policy_conditions(env: &Env) -> anyhow::Result<()> {
+    let pod = |name: &str| {
+        env.harness
+            .token_in_pod("alpha", "conditional", "pods", name)
+    };
+    let r = env.exchange(&pod("checkout-6b7f9")?, &[]);
+    ensure!(r.status == 200, "a checkout pod: {} {}", r.status, r.raw);
+    let claims = issued_claims(env, &env.jwks(), &r)?;
+    ensure!(claims["scope"] == "orders:read", "{claims}");
+    let r = env.exchange(&pod("admin-0")?, &[]);
+    expect_error(&r, 400, "invalid_request", "another pod")?;
+    ensure!(
+        r.body["error_description"] == "subject not authorized",
+        "{}",
+        r.raw
+    );
+    // A token bound to no pod: `pod` is missing, an evaluation error, hence false.
+    let r = env.exchange(&env.token("alpha", "conditional", "pods"), &[]);
+    expect_error(&r, 400, "invalid_request", "no pod claim")?;
+
+    let ticketed = env.token("alpha", "conditional", "ticketed");
+    let ok = [
+        vec![("scope", "orders:read")],
+        vec![
+            ("scope", "orders:write"),
+            ("request_details", r#"{"ticket":"INC-7"}"#),
+        ],
+    ];
+    for extra in ok {
+        let r = env.exchange(&ticketed, &extra);
+        ensure!(r.status == 200, "{extra:?}: {} {}", r.status, r.raw);
+    }
+    let refused = [
+        vec![
+            ("scope", "orders:write"),
+            ("request_details", r#"{"ticket":"CHG-1"}"#),
+        ],
+        // No ticket: an evaluation error (a missing key) counts as false.
+        vec![("scope", "orders:write")],
+        vec![
+            ("scope", "orders:write"),
+            ("request_details", r#"{"ticket":7}"#),
+        ],
+    ];
+    for extra in refused {
+        let r = env.exchange(&ticketed, &extra);
+        expect_error(&r, 400, "invalid_request", &format!("{extra:?}"))?;
+    }
+    Ok(())
+}
+
+/// The one log line per exchange (both shells, the same members in the same types), with its
+/// metrics: on every shell a valid CloudWatch EMF record, labelled only by outcome, error,
+/// cluster, kind and policy; an incoming W3C traceparent's trace id beside the txn.
+fn exchange_log_line_and_metrics(env: &Env) -> anyhow::Result<()> {
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+    let form = [
+        ("grant_type", TE),
+        ("subject_token_type", JWT),
+        ("scope", "orders:read"),
+    ];
+    let token = env.token("alpha", "payments", "checkout");
+    let mut pairs: Vec<(&str, &str)> = form.to_vec();
+    pairs.push(("subject_token", &token));
+    let r = env.exchange_form(&pairs, &[("traceparent", &traceparent)]);
+    ensure!(r.status == 200, "{} {}", r.status, r.raw);
+    let txn = issued_claims(env, &env.jwks(), &r)?["txn"]
+        .as_str()
+        .context("txn")?
+        .to_owned();
+    // A malformed traceparent is ignored; the request is served.
+    let r = env.exchange_form(&pairs, &[("traceparent", "00-not-a-trace")]);
+    ensure!(
+        r.status == 200,
+        "a malformed traceparent: {} {}",
+        r.status,
+        r.raw
+    );
+    // A rejection has a line too.
+    let bad = env.exchange(&env.token("alpha", "nowhere", "nobody"), &[]);
+    expect_error(&bad, 400, "invalid_request", "no policy")?;
+
+    let lines = wait_for_lines(env, |v| v["txn"] == txn.as_str())?;
+    let line = &lines[0];
+    for (member, want) in [
+        ("message", "token exchange"),
+        ("outcome", "issued"),
+        ("error", ""),
+        ("cluster", "alpha"),
+        ("kind", "exchange"),
+        ("policy", "policies[0]"),
+        ("trace_id", trace),
+    ] {
+        ensure!(line[member] == want, "{member}: {line}");
+    }
+    ensure!(line["latency_ms"].is_u64(), "latency_ms: {line}");
+    ensure!(
+        line["subject_digest"]
+            .as_str()
+            .is_some_and(|d| d.len() == 16),
+        "subject_digest: {line}"
+    );
+    assert_emf(line)?;
+    let dims = line["_aws"]["CloudWatchMetrics"][0]["Dimensions"].to_string();
+    for never in ["namespace", "service_account", "sub", "txn", "trace_id"] {
+        ensure!(
+            !dims.contains(&format!("\"{never}\"")),
+            "{never} is a dimension: {dims}"
+        );
+    }
+    let rejected = wait_for_lines(env, |v| {
+        v["message"] == "token exchange"
+            && v["outcome"] == "rejected"
+            && v["cluster"] == "alpha"
+            && v["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("not authorized"))
+    })?;
+    let rejected = rejected.last().context("rejected line")?;
+    ensure!(
+        rejected["error"] == "invalid_request" && rejected["policy"] == "",
+        "{rejected}"
+    );
+    assert_emf(rejected)?;
+    // The same members, in the same types, on every exchange line of this shell.
+    let shape = |v: &Value| -> Vec<(String, &'static str)> {
+        let mut members: Vec<(String, &'static str)> = v
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            match v {
+                                Value::String(_) => "string",
+                                Value::Number(_) => "number",
+                                Value::Bool(_) => "bool",
+                                Value::Object(_) => "object",
+                                Value::Array(_) => "array",
+                                Value::Null => "null",
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        members.sort();
+        members
+    };
+    ensure!(
+        shape(line) == shape(rejected),
+        "issued and rejected lines differ: {line} vs {rejected}"
+    );
+    let fetches = wait_for_lines(env, |v| {
+        v["message"] == "issuer keys fetched" && v["cluster"] == "alpha"
+    })?;
+    assert_emf(&fetches[0])?;
+    ensure!(fetches[0]["result"] == "ok", "{}", fetches[0]);
+    Ok(())
+}
+
+/// The function's log lines (JSON) that satisfy `pick`, waiting a moment for them to be written.
+fn wait_for_lines(env: &Env, pick: impl Fn(&Value) -> bool) -> anyhow::Result<Vec<Value>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut found = Vec::new();
+        for path in &env.f.logs {
+            for text in std::fs::read_to_string(path).unwrap_or_default().lines() {
+                // The Lambda's lines may come prefixed by cargo lambda's own output.
+                let Some(start) = text.find('{') else {
+                    continue;
+                };
+                if let Ok(v) = serde_json::from_str::<Value>(&text[start..])
+                    && pick(&v)
+                {
+                    found.push(v);
+                }
+            }
+        }
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        ensure!(std::time::Instant::now() < deadline, "no such log line");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The CloudWatch Embedded Metric Format rules: `_aws.Timestamp` in milliseconds;
+/// `CloudWatchMetrics` directives with a Namespace, Dimensions (arrays of the names of top-level
+/// string members) and Metrics (Name and Unit, each a top-level number).
+pub fn assert_emf(line: &Value) -> anyhow::Result<()> {
+    let aws = line["_aws"].as_object().context("no _aws")?;
+    ensure!(
+        aws["Timestamp"]
+            .as_u64()
+            .is_some_and(|t| t > 1_600_000_000_000),
+        "Timestamp: {line}"
+    );
+    let directives = aws["CloudWatchMetrics"]
+        .as_array()
+        .context("CloudWatchMetrics")?;
+    ensure!(!directives.is_empty(), "{line}");
+    for d in directives {
+        ensure!(
+            d["Namespace"].as_str().is_some_and(|n| !n.is_empty()),
+            "Namespace: {line}"
+        );
+        for set in d["Dimensions"].as_array().context("Dimensions")? {
+            let set = set.as_array().context("a dimension set")?;
+            ensure!(!set.is_empty() && set.len() <= 30, "{line}");
+            for name in set {
+                let name = name.as_str().context("a dimension name")?;
+                ensure!(
+                    line[name].as_str().is_some_and(|v| !v.is_empty()),
+                    "dimension {name} is not a top-level string: {line}"
+                );
+            }
+        }
+        for m in d["Metrics"].as_array().context("Metrics")? {
+            let name = m["Name"].as_str().context("Name")?;
+            ensure!(m["Unit"].is_string(), "Unit: {line}");
+            ensure!(
+                line[name].is_number(),
+                "metric {name} is not a top-level number: {line}"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Contract v3: the service never issues a TxToken longer than the 8 KiB it (and the verifier)
 /// accepts: a 12,000-character request_details gets invalid_request "transaction token too
 /// large", and untrusted issuers cannot be told from bad signatures by the description.
@@ -1798,6 +2053,11 @@ pub fn run(env: &Env, label: &str) {
         ),
         ("attacks", attacks),
         ("workload binding", workload_binding),
+        ("policy conditions", policy_conditions),
+        (
+            "exchange log line and metrics",
+            exchange_log_line_and_metrics,
+        ),
         ("kontxt quickstart caller", kontxt_quickstart_caller),
         ("upstream fault and recovery", upstream_fault_and_recovery),
         ("key rotation without restart", key_rotation_without_restart),

@@ -269,3 +269,282 @@ fn decode_says_not_verified() {
     assert_eq!(out.code, 1);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
+
+// ---------------------------------------------------------------------------------------------
+// txbridge policy check | explain
+
+const POLICY_CONFIG: &str = r#"issuer = "https://tts.example.com"
+
+[[clusters]]
+name = "prod"
+issuer = "https://oidc.example.com/prod"
+audiences = ["txbridge"]
+
+[[policies]]
+id = "checkout-orders"
+cluster = "prod"
+namespace = "payments"
+service_account = "checkout"
+scopes = ["orders:read", "orders:write"]
+workloads = ["checkout-web"]
+condition = 'subject.claims["kubernetes.io"].pod.name.startsWith("checkout-") && (!("orders:write" in request.scope) || request.request_details.ticket.startsWith("INC-"))'
+
+[[policies]]
+cluster = "*"
+namespace = "team-*"
+service_account = "*"
+scopes = ["reports:read"]
+"#;
+
+/// A temp file removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("txbridge-cli-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// An unsigned ServiceAccount token of prod/payments/checkout in pod `pod`.
+fn sa_token(pod: &str) -> String {
+    let header = B64.encode(br#"{"alg":"RS256","kid":"k"}"#);
+    let claims = json!({
+        "iss": "https://oidc.example.com/prod", "sub": "system:serviceaccount:payments:checkout",
+        "aud": ["txbridge"], "iat": 1, "exp": 2,
+        "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "checkout", "uid": "u"},
+            "pod": {"name": pod, "uid": "p"}}
+    });
+    format!(
+        "{header}.{}.{}",
+        B64.encode(claims.to_string()),
+        B64.encode(b"not-a-signature")
+    )
+}
+
+#[test]
+fn policy_check_reports_every_problem_with_its_line_and_no_value() {
+    let good = TempFile::new("good.toml", POLICY_CONFIG);
+    let out = run(&["policy", "check", "--config", good.path()], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("valid"), "{}", out.stdout);
+
+    let secret = "c2VjcmV0LWtleS1pbi10aGUtd3JvbmctZmllbGQ";
+    let bad = POLICY_CONFIG
+        .replace("name = \"prod\"", "name = \"Prod\"")
+        .replace("startsWith(\"INC-\"))'", "startsWith(\"INC-\")) &&'")
+        .replace(
+            "audiences = [\"txbridge\"]",
+            &format!("audiences = [\"txbridge\"]\nworkload_id = \"{secret},x\""),
+        );
+    let bad = TempFile::new("bad.toml", &bad);
+    let out = run(&["policy", "check", "--config", bad.path()], "");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    for want in [
+        ":4: clusters[0].name",
+        ":7: clusters[0].workload_id",
+        "policies[0].condition of policy \"checkout-orders\" is not a valid CEL expression (column",
+        "policies[0].cluster names no configured cluster",
+    ] {
+        assert!(out.stderr.contains(want), "{want}: {}", out.stderr);
+    }
+    assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret));
+    assert!(
+        !out.stderr.contains("INC-"),
+        "no part of the expression: {}",
+        out.stderr
+    );
+
+    let out = run(
+        &["policy", "check", "--config", "/nonexistent/txbridge.toml"],
+        "",
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = run(&["policy", "check"], "");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+#[test]
+fn policy_explain_says_which_policy_and_why() {
+    let config = TempFile::new("explain.toml", POLICY_CONFIG);
+    let c = config.path();
+    // A token of a checkout pod, asking for orders:write with a ticket: allowed.
+    let out = run(
+        &[
+            "policy",
+            "explain",
+            "--config",
+            c,
+            "--token",
+            "-",
+            "--scope",
+            "orders:write",
+            "--request-details",
+            r#"{"ticket":"INC-7"}"#,
+            "--workload",
+            "checkout-web",
+        ],
+        &sa_token("checkout-5f7c"),
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("NOT VERIFIED"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("policy checkout-orders: applies"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("policy policies[1]: does not apply: the namespace does not match"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("\"orders:write\" and req_wl checkout-web"),
+        "{}",
+        out.stdout
+    );
+
+    // Another pod: the condition is false; no ticket: an evaluation error counts as false.
+    let out = run(
+        &["policy", "explain", "--config", c, "--token", "-"],
+        &sa_token("admin-1"),
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("the condition is false"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("refused: invalid_request (subject not authorized)"),
+        "{}",
+        out.stdout
+    );
+    let out = run(
+        &[
+            "policy",
+            "explain",
+            "--config",
+            c,
+            "--token",
+            "-",
+            "--scope",
+            "orders:write",
+            "--json",
+        ],
+        &sa_token("checkout-1"),
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["signature_checked"], false);
+    assert_eq!(v["answer"], "refuse");
+    assert_eq!(v["policies"][0]["id"], "checkout-orders");
+    assert!(
+        v["policies"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("could not be evaluated")
+    );
+
+    // Named subjects: a scope beyond the ceiling; a workload no policy allows.
+    let out = run(
+        &[
+            "policy",
+            "explain",
+            "--config",
+            c,
+            "--subject",
+            "prod/team-a/job",
+            "--scope",
+            "orders:read",
+        ],
+        "",
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("refused: invalid_scope"),
+        "{}",
+        out.stdout
+    );
+    let out = run(
+        &[
+            "policy",
+            "explain",
+            "--config",
+            c,
+            "--subject",
+            "prod/team-a/job",
+            "--workload",
+            "checkout-web",
+        ],
+        "",
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("workload not authorized"),
+        "{}",
+        out.stdout
+    );
+    let out = run(
+        &[
+            "policy",
+            "explain",
+            "--config",
+            c,
+            "--subject",
+            "prod/team-a/job",
+        ],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    // The token itself is never printed.
+    let token = sa_token("checkout-1");
+    let out = run(
+        &["policy", "explain", "--config", c, "--token", "-", "--json"],
+        &token,
+    );
+    assert!(!out.stdout.contains(token.split('.').nth(1).unwrap()));
+
+    // Usage: neither or both of --token and --subject; a bad subject or request_details.
+    for args in [
+        vec!["policy", "explain", "--config", c],
+        vec![
+            "policy",
+            "explain",
+            "--config",
+            c,
+            "--token",
+            "-",
+            "--subject",
+            "a/b/c",
+        ],
+        vec!["policy", "explain", "--config", c, "--subject", "a/b"],
+        vec![
+            "policy",
+            "explain",
+            "--config",
+            c,
+            "--subject",
+            "a/b/c",
+            "--request-details",
+            "[1]",
+        ],
+    ] {
+        let out = run(&args, "");
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+    }
+}

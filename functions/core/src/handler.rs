@@ -4,7 +4,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
 use crate::error::{Error, WireError};
 use crate::form::{self, TOKEN_TYPE_TXN_TOKEN};
-use crate::request::{Kind, TokenRequest};
+use crate::logline::EXCHANGE_TARGET;
+use crate::request::{Kind, TokenRequest, trace_id};
 use crate::service::{Trail, TxBridge};
 use txbridge_jose::{sha256, with_deadline};
 
@@ -64,7 +65,8 @@ impl TxBridge {
         resp
     }
 
-    /// `POST /token`: the pipeline within the upstream budget, and one log line.
+    /// `POST /token`: the pipeline within the upstream budget, and its one log line (target
+    /// [`EXCHANGE_TARGET`]: the same members on every line, the metrics' labels among them).
     async fn token_endpoint(&self, req: Request<Vec<u8>>) -> Response<Vec<u8>> {
         let started = self.clock.now_millis();
         // Only a body within the size cap is read at all, for the fingerprint too.
@@ -73,6 +75,7 @@ impl TxBridge {
         } else {
             "-".to_owned()
         };
+        let trace_id = trace_id(req.headers());
         let mut trail = Trail::default();
         let work = async {
             let parsed = TokenRequest::parse(&req)?;
@@ -87,51 +90,45 @@ impl TxBridge {
                 );
                 Err(Error::UpstreamUnavailable { retry_after: 1 })
             });
-        let latency_ms = self.clock.now_millis().saturating_sub(started);
-        match outcome {
-            Ok(issued) => {
-                tracing::info!(
-                    outcome = "issued",
-                    txn = trail.txn.as_deref(),
-                    cluster = %issued.subject.cluster,
-                    namespace = %issued.subject.namespace,
-                    service_account = %issued.subject.service_account,
-                    scope = %issued.scope,
-                    kind = trail.kind.map(Kind::as_str),
-                    replacement = trail.actor.is_some(),
-                    actor = trail.actor.as_deref(),
-                    policy = trail.policy.as_deref(),
-                    subject_digest = %digest,
-                    latency_ms,
-                    "token exchange"
-                );
-                match token_response(issued.token.expose(), issued.expires_in, &issued.scope) {
-                    Ok(body) => {
-                        let mut resp = json(StatusCode::OK, body, "no-store");
-                        resp.headers_mut()
-                            .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-                        resp
-                    }
-                    Err(err) => error_response(&err),
-                }
+        let response = outcome.and_then(|issued| {
+            let body = token_response(issued.token.expose(), issued.expires_in, &issued.scope)?;
+            Ok((issued, body))
+        });
+        let wire = response.as_ref().err().map(WireError::from);
+        let (outcome, status, error) = match &wire {
+            None => ("issued", 200, ""),
+            Some(w) if w.status.is_server_error() => ("error", w.status.as_u16(), w.code.as_str()),
+            Some(w) => ("rejected", w.status.as_u16(), w.code.as_str()),
+        };
+        let issued = response.as_ref().ok().map(|(issued, _)| issued);
+        let subject = issued.map(|i| &i.subject);
+        tracing::info!(
+            target: EXCHANGE_TARGET,
+            outcome,
+            status,
+            error,
+            reason = %response.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+            kind = trail.kind.map_or("exchange", Kind::as_str),
+            cluster = trail.cluster.as_deref().unwrap_or_default(),
+            policy = trail.policy.as_deref().unwrap_or_default(),
+            txn = trail.txn.as_deref().unwrap_or_default(),
+            trace_id = trace_id.as_deref().unwrap_or_default(),
+            namespace = subject.map_or("", |s| s.namespace.as_str()),
+            service_account = subject.map_or("", |s| s.service_account.as_str()),
+            scope = issued.map_or("", |i| i.scope.as_str()),
+            actor = trail.actor.as_deref().unwrap_or_default(),
+            subject_digest = %digest,
+            latency_ms = self.clock.now_millis().saturating_sub(started),
+            "token exchange"
+        );
+        match response {
+            Ok((_, body)) => {
+                let mut resp = json(StatusCode::OK, body, "no-store");
+                resp.headers_mut()
+                    .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+                resp
             }
-            Err(err) => {
-                let wire = WireError::from(&err);
-                tracing::info!(
-                    outcome = "rejected",
-                    status = wire.status.as_u16(),
-                    error = wire.code.as_str(),
-                    reason = %err,
-                    kind = trail.kind.map(Kind::as_str),
-                    cluster = trail.cluster.as_deref(),
-                    policy = trail.policy.as_deref(),
-                    txn = trail.txn.as_deref(),
-                    subject_digest = %digest,
-                    latency_ms,
-                    "token exchange"
-                );
-                error_response(&err)
-            }
+            Err(err) => error_response(&err),
         }
     }
 }

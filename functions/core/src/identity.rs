@@ -14,4 +14,7 @@ pub struct Subject {
     /// The subject as a workload, rendered from its cluster's `workload_id` template: `req_wl`
     /// when the request names no other.
     pub workload_id: String,
+    /// The token's whole verified claim set, kept only when a policy condition reads
+    /// `subject.claims`.
+    pub claims: Option<serde_json::Value>,
 }

@@ -28,6 +28,9 @@
 #![forbid(unsafe_code)]
 
 mod identity;
+mod logline;
+
+mod condition;
 
 mod policy;
 mod workload;
@@ -43,6 +46,7 @@ mod form;
 mod mint;
 mod request;
 
+mod explain;
 mod replace;
 
 mod service;
@@ -53,12 +57,14 @@ mod handler;
 pub use error::{Error, ErrorCode};
 pub use form::MAX_BODY as MAX_REQUEST_BODY;
 pub use handler::{UPSTREAM_BUDGET, WORKLOAD_HEADERS, error_response, unavailable_response};
-pub use request::ClientIp;
+pub use logline::{AnalyticsPoint, EXCHANGE_TARGET, METRICS_NAMESPACE, analytics_point, log_line};
+pub use request::{ClientIp, trace_id};
 pub use service::TxBridge;
 pub use subject::SubjectTokenError;
 
 // Configuration.
 pub use config::{Cluster, Config, ConfigError, ConfigProblem};
+pub use explain::{Answer, ExplainRequest, ExplainSubject, Explanation, PolicyVerdict};
 
 /// Not API: internals the fuzz targets and benchmarks drive directly. No stability, no docs.
 #[doc(hidden)]

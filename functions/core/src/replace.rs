@@ -38,11 +38,12 @@
 
 use serde_json::{Map, Value};
 
+use crate::condition::Facts;
 use crate::config::Config;
 use crate::error::Error;
 use crate::identity::Subject;
 use crate::mint::{self, RCTX_RESERVED, TCTX_RESERVED, TxClaims};
-use crate::policy::{self, Decision};
+use crate::policy::{self, ConditionInput, Decision};
 use txbridge_jose::{TokenError, TxTokenClaims};
 
 /// Most requesting workloads kept in a replaced token's `req_wl` chain.
@@ -56,6 +57,10 @@ pub(crate) struct ReplaceRequest<'a> {
     pub request_context: Map<String, Value>,
     /// The authenticated actor's workload id (already checked against its policies).
     pub actor_workload: String,
+    /// The authenticated actor (`request.actor` of the subject's conditions).
+    pub actor: &'a Subject,
+    /// The original TxToken's claim set as written, when a condition reads `subject.claims`.
+    pub original_claims: Option<Value>,
 }
 
 /// The claims of the replacement, the original subject, and the decision that still allows it.
@@ -97,6 +102,7 @@ fn original_subject(config: &Config, original: &TxTokenClaims) -> Result<Subject
         k8s_sub,
         exp: original.exp,
         workload_id,
+        claims: None,
     })
 }
 
@@ -123,7 +129,9 @@ pub(crate) fn plan<'p>(
     request: ReplaceRequest<'_>,
     now: u64,
 ) -> Result<Planned<'p>, Error> {
-    let subject = original_subject(config, &original)?;
+    let mut subject = original_subject(config, &original)?;
+    // Conditions that read `subject.claims` see the TxToken's claims on a replacement.
+    subject.claims = request.original_claims;
 
     // tctx is immutable.
     if !request.request_details.is_empty() {
@@ -134,9 +142,22 @@ pub(crate) fn plan<'p>(
         }
     }
 
-    // The current policy still has to allow the subject (revocation by policy change).
-    let decision =
-        policy::decide(&config.policies, &subject, &original.tctx).ok_or(Error::NotAuthorized)?;
+    // The current policy still has to allow the subject (revocation by policy change). Its
+    // conditions see the replacement: the TxToken's claims, its tctx as request_details, the
+    // scope asked for (else the original), the actor.
+    let input = ConditionInput::new(Facts {
+        subject: &subject,
+        claims: subject.claims.as_ref(),
+        scope: request.scope.unwrap_or(&original.scope),
+        request_details: &original.tctx,
+        request_context: &request.request_context,
+        workload: &request.actor_workload,
+        replacement: true,
+        actor: Some(request.actor),
+    });
+    let decision = policy::decide(&config.policies, &subject, &original.tctx, &input)
+        .ok_or(Error::NotAuthorized)?;
+    drop(input);
     let ceiling = &decision.ceiling;
     let scope: Vec<String> = match request.scope {
         Some(req) => {

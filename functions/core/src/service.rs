@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use txbridge_signer::KeySet;
 
+use crate::condition::Facts;
 use crate::config::Config;
 use crate::error::Error;
 use crate::form::{self, GRANT_TYPE_TOKEN_EXCHANGE, SubjectToken, TOKEN_TYPE_TXN_TOKEN};
 use crate::identity::Subject;
 use crate::mint::{self, Grant, TxClaims};
-use crate::policy::{self, Decision};
+use crate::policy::{self, ConditionInput, Decision};
 use crate::replace::{self, ReplaceRequest};
 use crate::request::{Kind, TokenRequest};
 use crate::subject::{self, Rejected};
@@ -169,7 +170,20 @@ impl TxBridge {
             .map_err(Error::from)
             .inspect_err(|e| tracing::debug!(reason = %e, "subject token rejected"))?;
         trail.cluster = Some(subject.cluster.clone());
-        let decision = self.decide(&subject, &req.form.request_details, trail)?;
+        // Conditions see the workload the request names (else the subject's own) and the
+        // scopes it asks for (none when it asks for the whole ceiling).
+        let input = ConditionInput::new(Facts {
+            subject: &subject,
+            claims: subject.claims.as_ref(),
+            scope: req.form.scope.as_deref().unwrap_or(&[]),
+            request_details: &req.form.request_details,
+            request_context: &req.form.request_context,
+            workload: req.workload.as_deref().unwrap_or(&subject.workload_id),
+            replacement: false,
+            actor: None,
+        });
+        let decision = self.decide(&subject, &req.form.request_details, &input, trail)?;
+        drop(input);
         let req_wl = workload::authorize(
             req.workload,
             &subject.workload_id,
@@ -225,6 +239,13 @@ impl TxBridge {
                 |e| tracing::debug!(reason = %e, "transaction token to replace rejected"),
             )?;
         trail.txn = Some(original.txn.clone());
+        // Its claim set as written, for conditions that read `subject.claims`.
+        let original_claims = self
+            .config
+            .conditions_read_claims
+            .then(|| parse_compact(token).ok())
+            .flatten()
+            .and_then(|jws| serde_json::from_slice(&jws.payload).ok());
 
         // The replacing workload: its own SA token, validated like a subject token, allowed by a
         // policy (default deny); its workload id under the header rules.
@@ -241,8 +262,19 @@ impl TxBridge {
                 keys @ Rejected::KeysUnavailable(_) => keys.into(),
             })
             .inspect_err(|e| tracing::debug!(reason = %e, "actor token rejected"))?;
-        let Some(actor_decision) = policy::decide(&self.config.policies, &actor, &original.tctx)
-        else {
+        let input = ConditionInput::new(Facts {
+            subject: &actor,
+            claims: actor.claims.as_ref(),
+            scope: req.form.scope.as_deref().unwrap_or(&original.scope),
+            request_details: &original.tctx,
+            request_context: &req.form.request_context,
+            workload: req.workload.as_deref().unwrap_or(&actor.workload_id),
+            replacement: true,
+            actor: Some(&actor),
+        });
+        let actor_decision = policy::decide(&self.config.policies, &actor, &original.tctx, &input);
+        drop(input);
+        let Some(actor_decision) = actor_decision else {
             tracing::debug!(cluster = %actor.cluster, namespace = %actor.namespace,
                 service_account = %actor.service_account, "no policy matches the actor");
             return Err(Error::ActorNotAuthorized);
@@ -262,6 +294,8 @@ impl TxBridge {
                 request_details: req.form.request_details,
                 request_context: req.form.request_context,
                 actor_workload,
+                actor: &actor,
+                original_claims,
             },
             now,
         )?;
@@ -278,10 +312,11 @@ impl TxBridge {
         &self,
         subject: &Subject,
         details: &serde_json::Map<String, serde_json::Value>,
+        input: &ConditionInput<'_>,
         trail: &mut Trail,
     ) -> Result<Decision<'_>, Error> {
-        let decision =
-            policy::decide(&self.config.policies, subject, details).ok_or(Error::NotAuthorized)?;
+        let decision = policy::decide(&self.config.policies, subject, details, input)
+            .ok_or(Error::NotAuthorized)?;
         trail.policy = Some(decision.policy().to_owned());
         Ok(decision)
     }

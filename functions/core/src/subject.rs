@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::config::Config;
+use crate::config::{Cluster, Config};
 use crate::identity::Subject;
 use txbridge_jose::{
     Accept, Algorithm, Audience, KeyCache, KeysUnavailable, Registered, TokenError, Validation,
@@ -158,8 +158,23 @@ pub async fn validate(
         return Err(E::LifetimeTooLong.into());
     }
 
-    let k8s: K8sClaims = claims
-        .kubernetes
+    let mut subject = service_account(cluster, sub, claims.kubernetes, times.exp)?;
+    // Kept only for conditions that read them (a second parse of a verified payload).
+    if config.conditions_read_claims {
+        subject.claims = serde_json::from_slice(&jws.payload).ok();
+    }
+    Ok(subject)
+}
+
+/// The ServiceAccount a token of `cluster` names: `sub` `system:serviceaccount:<ns>:<sa>`,
+/// consistent with its `kubernetes.io` claims.
+fn service_account(
+    cluster: &Cluster,
+    sub: &str,
+    kubernetes: Option<serde_json::Value>,
+    exp: u64,
+) -> Result<Subject, Rejected> {
+    let k8s: K8sClaims = kubernetes
         .map(serde_json::from_value)
         .transpose()
         .map_err(|_| E::NotServiceAccount)?
@@ -179,7 +194,31 @@ pub async fn validate(
         namespace: ns.to_owned(),
         service_account: sa.to_owned(),
         k8s_sub: sub.to_owned(),
-        exp: times.exp,
+        exp,
         workload_id: cluster.workload_id.render(&cluster.name, ns, sa),
+        claims: None,
     })
+}
+
+/// The subject a token names, WITHOUT verifying anything: no signature, no key, no time checks
+/// (`txbridge policy explain`, offline). Its cluster is chosen by `iss` as in [`validate`], its
+/// ServiceAccount read as there, its claims kept.
+pub fn read_unverified(config: &Config, token: &str) -> Result<Subject, SubjectTokenError> {
+    let jws = parse_compact(token)?;
+    let claims: Claims = strict_json(&jws.payload).ok_or(T::BadClaims)?;
+    let iss = claims.iss.as_deref().ok_or(E::UntrustedIssuer)?;
+    let cluster = config.cluster_by_issuer(iss).ok_or(E::UntrustedIssuer)?;
+    let sub = claims.sub.as_deref().ok_or(T::MissingSubject)?;
+    let exp = claims
+        .exp
+        .as_ref()
+        .and_then(|n| txbridge_jose::numeric_date(n).ok())
+        .unwrap_or(0);
+    let mut subject =
+        service_account(cluster, sub, claims.kubernetes, exp).map_err(|e| match e {
+            Rejected::Token(e) => e,
+            Rejected::KeysUnavailable(_) => E::Token(T::UnknownKey),
+        })?;
+    subject.claims = serde_json::from_slice(&jws.payload).ok();
+    Ok(subject)
 }

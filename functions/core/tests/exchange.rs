@@ -1039,3 +1039,121 @@ fn descriptions_do_not_tell_trusted_issuers_apart() {
     let audience = describe(&alpha_with(|_, c| c["aud"] = json!(["other"])));
     assert_eq!(audience, "invalid subject token: audience is not accepted");
 }
+
+/// A world whose only policy for alpha's `conditional/*` subjects carries `condition`.
+fn conditional_world(condition: &str) -> World {
+    World::with_config(&config_toml(&format!(
+        r#"
+[[policies]]
+id = "conditional"
+cluster = "alpha"
+namespace = "conditional"
+service_account = "*"
+scopes = ["orders:read", "orders:write"]
+condition = '{condition}'
+"#
+    )))
+}
+
+/// An SA token of alpha's `conditional/<sa>` in pod `pod`.
+fn token_in_pod(w: &World, sa: &str, pod: &str) -> String {
+    let mut claims = sa_claims(ALPHA_ISS, "conditional", sa);
+    claims["kubernetes.io"]["pod"]["name"] = json!(pod);
+    craft(&json!({"alg": "RS256", "kid": "a1"}), &claims, &w.alpha)
+}
+
+fn status_with(w: &World, token: &str, extra: &[(&'static str, &str)]) -> (u16, Value) {
+    let mut f = form(token);
+    for (k, v) in extra {
+        f.push((k, (*v).to_owned()));
+    }
+    let (status, body, _) = block_on(w.exchange(&pairs(&f)));
+    (status, body)
+}
+
+/// Policy conditions through the handler: a pod-name condition over the SA token's claims; a
+/// request_details + scope condition; an evaluation error counts as false (a generic refusal for
+/// the client, the detail in the debug log and `policy explain`).
+#[test]
+fn policy_conditions_decide_with_the_policies() {
+    let w =
+        conditional_world(r#"subject.claims["kubernetes.io"].pod.name.startsWith("checkout-")"#);
+    let (status, body) = status_with(&w, &token_in_pod(&w, "web", "checkout-7d9f"), &[]);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = status_with(&w, &token_in_pod(&w, "web", "admin-1"), &[]);
+    assert_eq!(
+        (status, body["error_description"].as_str()),
+        (400, Some("subject not authorized"))
+    );
+
+    let w = conditional_world(
+        r#"!("orders:write" in request.scope) || request.request_details.ticket.startsWith("INC-")"#,
+    );
+    let t = token_in_pod(&w, "web", "p");
+    assert_eq!(status_with(&w, &t, &[("scope", "orders:read")]).0, 200);
+    let ticket = r#"{"ticket":"INC-42"}"#;
+    assert_eq!(
+        status_with(
+            &w,
+            &t,
+            &[("scope", "orders:write"), ("request_details", ticket)]
+        )
+        .0,
+        200
+    );
+    let wrong = r#"{"ticket":"CHG-1"}"#;
+    let (status, body) = status_with(
+        &w,
+        &t,
+        &[("scope", "orders:write"), ("request_details", wrong)],
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    // No ticket at all: `request.request_details.ticket` is an evaluation error, hence false.
+    let (status, body) = status_with(&w, &t, &[("scope", "orders:write")]);
+    assert_eq!(
+        (status, body["error_description"].as_str()),
+        (400, Some("subject not authorized"))
+    );
+
+    // The workload a request names is what `request.workload` reads.
+    let w = conditional_world(r#"request.workload == "alpha:conditional:web""#);
+    assert_eq!(status_with(&w, &token_in_pod(&w, "web", "p"), &[]).0, 200);
+    assert_eq!(status_with(&w, &token_in_pod(&w, "job", "p"), &[]).0, 400);
+}
+
+/// On a replacement the subject's policies are checked again with `request.replacement` true
+/// and the TxToken's claims as `subject.claims`, and the actor's with the actor as subject.
+#[test]
+fn conditions_see_replacements() {
+    let w = World::with_config(&config_toml(
+        r#"
+[[policies]]
+id = "no-replacement"
+cluster = "alpha"
+namespace = "conditional"
+service_account = "*"
+scopes = ["orders:read"]
+condition = '!request.replacement || subject.claims.scope == "orders:read"'
+"#,
+    ));
+    let (status, body) = status_with(
+        &w,
+        &token_in_pod(&w, "web", "p"),
+        &[("scope", "orders:read")],
+    );
+    assert_eq!(status, 200, "{body}");
+    let txtoken = body["access_token"].as_str().unwrap().to_owned();
+    let mut f = form(&txtoken);
+    f[2].1 = "urn:ietf:params:oauth:token-type:txn_token".into();
+    f.push(("actor_token", w.alpha_token("orders", "worker")));
+    f.push((
+        "actor_token_type",
+        "urn:ietf:params:oauth:token-type:jwt".into(),
+    ));
+    let (status, body, _) = block_on(w.exchange(&pairs(&f)));
+    assert_eq!(status, 200, "{body}");
+}

@@ -10,7 +10,8 @@ use std::path::Path;
 
 /// txbridge-core's layers, bottom first. Modules of one layer do not use each other.
 const CORE: &[&[&str]] = &[
-    &["identity"],
+    &["identity", "logline"],
+    &["condition"],
     &["policy"],
     &["workload"],
     &["config"],
@@ -18,7 +19,7 @@ const CORE: &[&[&str]] = &[
     &["error"],
     &["form"],
     &["mint", "request"],
-    &["replace"],
+    &["explain", "replace"],
     &["service"],
     &["handler"],
 ];

@@ -91,6 +91,27 @@ pub enum KeyFetchError {
     RefreshLimited,
 }
 
+impl KeyFetchError {
+    /// The metrics label (`txbridge_key_fetches_total{result}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyFetchError::Transport => "transport",
+            KeyFetchError::Status => "status",
+            KeyFetchError::TooLarge => "too_large",
+            KeyFetchError::BadDiscovery => "bad_discovery",
+            KeyFetchError::IssuerMismatch => "issuer_mismatch",
+            KeyFetchError::BadJwksUri => "bad_jwks_uri",
+            KeyFetchError::BadJwks => "bad_jwks",
+            KeyFetchError::BackingOff => "backing_off",
+            KeyFetchError::Timeout => "timeout",
+            KeyFetchError::RefreshLimited => "refresh_limited",
+        }
+    }
+}
+
+/// The target of the one log line per issuer-key fetch (its metrics ride on it).
+pub const KEY_FETCH_TARGET: &str = "txbridge::key_fetch";
+
 /// Keys could not be had now; `retry_after` seconds from now they may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{reason} (retry after {retry_after} s)")]
@@ -537,12 +558,20 @@ async fn refresh(
     let outcome = slot
         .lock()
         .finish(id, started, ended, fetched, kid, &s.tuning);
-    let name = &slot.source.name;
+    let cluster = slot.source.name.as_str();
+    let latency_ms = ended.saturating_sub(started);
     match outcome {
-        Ok(keys) => {
-            tracing::debug!(cluster = %name, keys, imported, backend, "issuer keys fetched");
-        }
-        Err(error) => tracing::warn!(cluster = %name, %error, "issuer key fetch failed"),
+        Ok(keys) => tracing::info!(
+            target: KEY_FETCH_TARGET,
+            cluster, result = "ok", keys, imported, backend, latency_ms,
+            "issuer keys fetched"
+        ),
+        Err(error) => tracing::warn!(
+            target: KEY_FETCH_TARGET,
+            cluster, result = error.as_str(), keys = 0u64, imported = 0u64, backend, latency_ms,
+            reason = %error,
+            "issuer key fetch failed"
+        ),
     }
     outcome
 }

@@ -66,8 +66,8 @@ pub use claims::{Accept, Audience, Registered, Times, Validation, check_register
 
 // The issuer-key cache.
 pub use keys::{
-    FETCH_DEADLINE, KeyCache, KeyCacheConfig, KeyFetchError, KeySnapshot, KeySource,
-    KeysUnavailable,
+    FETCH_DEADLINE, KEY_FETCH_TARGET, KeyCache, KeyCacheConfig, KeyFetchError, KeySnapshot,
+    KeySource, KeysUnavailable,
 };
 
 // Transaction Tokens.

@@ -155,9 +155,11 @@ pub fn log_allowed(metadata: &Metadata<'_>) -> bool {
     metadata.target().starts_with("txbridge") || *metadata.level() <= Level::INFO
 }
 
-/// The function's log subscriber: JSON lines to `writer`, `filter` within [`log_allowed`].
-/// `filter` is `RUST_LOG`'s level-per-target form (`info`, `debug,txbridge_core=trace`); one
-/// that does not parse means `info`.
+/// The function's log subscriber: one JSON line per event to `writer`, in txbridge's one log
+/// shape (`txbridge_core::log_line`; the token endpoint's line is also a CloudWatch Embedded
+/// Metric Format record), `filter` within [`log_allowed`]. `filter` is `RUST_LOG`'s
+/// level-per-target form (`info`, `debug,txbridge_core=trace`); one that does not parse means
+/// `info`.
 pub fn subscriber<W>(filter: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
@@ -168,16 +170,30 @@ where
         .parse::<filter::Targets>()
         .unwrap_or_else(|_| filter::Targets::new().with_default(Level::INFO));
     tracing_subscriber::registry().with(
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_target(false)
-            .without_time()
-            .with_writer(writer)
+        JsonLines(writer)
             .with_filter(env)
             .with_filter(filter::filter_fn(log_allowed)),
     )
+}
+
+/// Writes each event as one JSON line.
+struct JsonLines<W>(W);
+
+impl<S, W> tracing_subscriber::Layer<S> for JsonLines<W>
+where
+    S: tracing::Subscriber,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        use std::io::Write as _;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let line = serde_json::Value::Object(txbridge_core::log_line(event, now_ms));
+        let mut out = line.to_string().into_bytes();
+        out.push(b'\n');
+        let _ = self.0.make_writer().write_all(&out);
+    }
 }
 
 /// The core's request for an event: the body, the path without a configured base path

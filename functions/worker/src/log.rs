@@ -1,18 +1,26 @@
-//! JSON log lines on the Workers console, one per `tracing` event: `{"level", "target",
-//! "message", ...fields}`. The core and the shell never put a token or a key in a field.
+//! JSON log lines on the Workers console, one per `tracing` event, in txbridge's one log shape
+//! (`txbridge_core::log_line`: the Lambda's lines have the same members), and, when a
+//! `TXBRIDGE_METRICS` Analytics Engine dataset is bound, one data point per exchange.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::{Map, Value};
-use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Metadata, Subscriber, span};
+use worker::{AnalyticsEngineDataPointBuilder, AnalyticsEngineDataset};
 
 /// Optional var with the most verbose level logged (`error` .. `trace`); default `info`.
 pub const LEVEL_VAR: &str = "TXBRIDGE_LOG";
+/// The Analytics Engine binding of the exchange metrics (optional).
+pub const METRICS_BINDING: &str = "TXBRIDGE_METRICS";
 
-/// Installs the console subscriber for this isolate (later calls are no-ops).
-pub fn init(level: Option<&str>) {
+thread_local! {
+    static DATASET: RefCell<Option<AnalyticsEngineDataset>> = const { RefCell::new(None) };
+}
+
+/// Installs the console subscriber for this isolate (later calls are no-ops), and the metrics
+/// dataset when one is bound.
+pub fn init(level: Option<&str>, dataset: Option<AnalyticsEngineDataset>) {
     let max = level
         .and_then(|l| l.trim().parse::<Level>().ok())
         .unwrap_or(Level::INFO);
@@ -20,6 +28,7 @@ pub fn init(level: Option<&str>) {
         max,
         next_span: AtomicU64::new(1),
     });
+    DATASET.with(|d| *d.borrow_mut() = dataset);
 }
 
 /// Events only: spans get ids so `#[instrument]` works, their fields are not recorded.
@@ -50,13 +59,23 @@ impl Subscriber for ConsoleSubscriber {
     fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        let metadata = event.metadata();
-        let mut fields = Map::new();
-        fields.insert("level".into(), metadata.level().as_str().into());
-        fields.insert("target".into(), metadata.target().into());
-        event.record(&mut JsonFields(&mut fields));
-        let line = Value::Object(fields);
-        match *metadata.level() {
+        let line = txbridge_core::log_line(event, js_sys::Date::now().max(0.0) as u64);
+        if let Some(point) = txbridge_core::analytics_point(&line) {
+            DATASET.with(|d| {
+                if let Some(dataset) = d.borrow().as_ref() {
+                    let written = AnalyticsEngineDataPointBuilder::new()
+                        .indexes([point.index.as_str()])
+                        .blobs(point.blobs)
+                        .doubles(point.doubles)
+                        .write_to(dataset);
+                    if written.is_err() {
+                        worker::console_warn!("{{\"level\":\"WARN\",\"target\":\"txbridge_worker::log\",\"message\":\"metrics data point not written\"}}");
+                    }
+                }
+            });
+        }
+        let line = serde_json::Value::Object(line);
+        match *event.metadata().level() {
             Level::ERROR => worker::console_error!("{line}"),
             Level::WARN => worker::console_warn!("{line}"),
             _ => worker::console_log!("{line}"),
@@ -66,33 +85,4 @@ impl Subscriber for ConsoleSubscriber {
     fn enter(&self, _: &span::Id) {}
 
     fn exit(&self, _: &span::Id) {}
-}
-
-struct JsonFields<'a>(&'a mut Map<String, Value>);
-
-impl Visit for JsonFields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
-    }
 }

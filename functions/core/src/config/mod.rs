@@ -10,6 +10,7 @@ use std::time::Duration;
 use txbridge_signer::{PublicJwk, SignerConfig, SignerKind};
 use url::Url;
 
+use crate::condition::Condition;
 use crate::policy::{Policy, compile_name_glob};
 use crate::workload::WorkloadTemplate;
 use txbridge_jose::{Algorithm, Glob, KeyCacheConfig, KeySource};
@@ -59,6 +60,8 @@ pub struct Config {
     pub(crate) clusters: Vec<Cluster>,
     pub(crate) policies: Vec<Policy>,
     pub(crate) key_cache: KeyCacheConfig,
+    /// Does a policy condition read `subject.claims`? (Only then are claims kept.)
+    pub(crate) conditions_read_claims: bool,
 }
 
 pub(crate) const MAX_TOKEN_LIFETIME: u64 = 3600;
@@ -104,6 +107,11 @@ impl Config {
 
     pub fn key_cache(&self) -> KeyCacheConfig {
         self.key_cache
+    }
+
+    /// The ids of the policies, in order.
+    pub fn policy_ids(&self) -> impl Iterator<Item = &str> {
+        self.policies.iter().map(|p| p.id.as_str())
     }
 
     pub(crate) fn cluster_by_issuer(&self, iss: &str) -> Option<&Cluster> {
@@ -292,6 +300,9 @@ impl TryFrom<RawConfig> for Config {
             }
         };
 
+        let conditions_read_claims = policies
+            .iter()
+            .any(|p: &Policy| p.condition.as_ref().is_some_and(|c| c.reads_claims()));
         match signer {
             Some(signer) if p.is_empty() => Ok(Config {
                 issuer,
@@ -303,6 +314,7 @@ impl TryFrom<RawConfig> for Config {
                 clusters,
                 policies,
                 key_cache,
+                conditions_read_claims,
             }),
             _ => Err(p.into_error()),
         }
@@ -555,6 +567,16 @@ fn compile_policy(p: &mut Problems, i: usize, rp: RawPolicy) -> Option<Policy> {
             Err(why) => p.push(at("workloads"), why),
         }
     }
+    let condition = match rp.condition.as_deref() {
+        None => None,
+        Some(source) => match Condition::compile(source) {
+            Ok(condition) => Some(condition),
+            Err(e) => {
+                p.push(at("condition"), format!("of policy \"{id}\" {e}"));
+                None
+            }
+        },
+    };
     Some(Policy {
         id,
         cluster: cluster?,
@@ -563,6 +585,7 @@ fn compile_policy(p: &mut Problems, i: usize, rp: RawPolicy) -> Option<Policy> {
         scopes,
         tctx_constraints: rp.tctx_constraints,
         workloads,
+        condition,
     })
 }
 

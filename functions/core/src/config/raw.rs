@@ -163,6 +163,12 @@ pub struct RawPolicy {
     /// workload id.
     #[serde(default)]
     pub workloads: Vec<String>,
+    /// A CEL expression (at most 4 KiB): the policy applies only when it is true. Variables:
+    /// `subject` {cluster, namespace, service_account, sub, claims}, `request` {scope,
+    /// request_details, request_context, workload, replacement, actor}. An evaluation error
+    /// counts as false.
+    #[serde(default)]
+    pub condition: Option<String>,
 }
 
 /// `[key_cache]`.
