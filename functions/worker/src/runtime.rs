@@ -28,7 +28,10 @@ async fn engine(env: &Env) -> Engine {
         return engine;
     }
     let level = env.var(log::LEVEL_VAR).ok().map(|v| v.to_string());
-    log::init(level.as_deref(), env.analytics_engine(log::METRICS_BINDING).ok());
+    log::init(
+        level.as_deref(),
+        env.analytics_engine(log::METRICS_BINDING).ok(),
+    );
     let config = env.var(CONFIG_VAR).ok().map(|v| v.to_string());
     let key = env.secret(SIGNING_KEY_VAR).ok().map(|v| v.to_string());
     let ports = (
