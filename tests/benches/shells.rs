@@ -13,6 +13,10 @@
 //! - `worker`: the built Worker under `workerd serve`, warm exchanges vs `GET /healthz` the same
 //!   way; (exchange - healthz) bounds the handler's CPU per exchange (workerd exposes no CPU time).
 //!
+//! - `worker-fleet`: the Worker's CPU per warm exchange (as `worker` measures it) with a config like
+//!   a real fleet's: 16 clusters, 7 policies (4 with `workloads` globs), the workload header and a
+//!   3-member `request_details`; without and with a policy condition (CEL).
+//!
 //! Results go to `$TXBRIDGE_BENCH_OUT` (default `target/bench/shells.json`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -58,6 +62,12 @@ fn main() {
     }
     if want("worker") {
         record("worker", worker(runs("TXBRIDGE_BENCH_HTTP_N", 400)));
+    }
+    if want("worker-fleet") {
+        record(
+            "worker_fleet",
+            worker_fleet(runs("TXBRIDGE_BENCH_CPU_N", 300)),
+        );
     }
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).unwrap();
@@ -789,16 +799,28 @@ fn ticks_since(
 }
 
 fn cpu_per_exchange(base_url: &str, pid: u32, token: &str, n: usize) -> anyhow::Result<Value> {
+    cpu_per_request(base_url, pid, &exchange_form(token), &[], n)
+}
+
+/// [`cpu_per_exchange`] of a token request with this form body and these headers.
+fn cpu_per_request(
+    base_url: &str,
+    pid: u32,
+    body: &str,
+    headers: &[(&str, &str)],
+    n: usize,
+) -> anyhow::Result<Value> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let body = exchange_form(token);
     let exchange = || -> anyhow::Result<()> {
-        let resp = client
+        let mut req = client
             .post(format!("{base_url}/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.clone())
-            .send()?;
+            .header("content-type", "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.body(body.to_owned()).send()?;
         ensure!(resp.status() == 200, "exchange answered {}", resp.status());
         let _ = resp.bytes()?;
         Ok(())
@@ -850,4 +872,131 @@ fn cpu_per_exchange(base_url: &str, pid: u32, token: &str, n: usize) -> anyhow::
         "wall_ms": median(&mut wall),
         "rounds_isolate_thread_ms": isolate,
     }))
+}
+
+/// The clusters of a fleet-like config: 16, RS256 and ES256, every fourth one mirrored.
+fn fleet_specs() -> Vec<String> {
+    (0..16)
+        .map(|i| {
+            let alg = if i % 2 == 0 { "RS256" } else { "ES256" };
+            let mirror = if i % 4 == 3 { ",mirror" } else { "" };
+            format!("name=c{i:02},alg={alg}{mirror}")
+        })
+        .collect()
+}
+
+/// Seven policies, four with `workloads` globs; `condition`, when given, on the first.
+fn fleet_policies(condition: Option<&str>) -> String {
+    let condition = condition
+        .map(|c| format!("condition = '{c}'\n"))
+        .unwrap_or_default();
+    format!(
+        r#"
+[[policies]]
+id = "checkout"
+cluster = "*"
+namespace = "payments"
+service_account = "checkout"
+scopes = ["orders:read", "orders:write"]
+workloads = ["payments/checkout-*", "spiffe://example.test/ns/payments/sa/*"]
+{condition}
+[[policies]]
+id = "orders-worker"
+cluster = "*"
+namespace = "orders"
+service_account = "worker"
+scopes = ["orders:read"]
+workloads = ["orders-worker"]
+
+[[policies]]
+id = "reports"
+cluster = "c00"
+namespace = "team-*"
+service_account = "*"
+scopes = ["reports:read"]
+
+[[policies]]
+id = "billing"
+cluster = "c01"
+namespace = "billing"
+service_account = "*"
+scopes = ["billing:read", "billing:write"]
+workloads = ["billing-*"]
+
+[[policies]]
+id = "audit"
+cluster = "*"
+namespace = "audit"
+service_account = "writer"
+scopes = ["audit:write"]
+
+[[policies]]
+id = "inventory"
+cluster = "c02"
+namespace = "inventory"
+service_account = "api"
+scopes = ["inventory:read"]
+workloads = ["inventory-*", "spiffe://example.test/ns/inventory/sa/*"]
+
+[[policies]]
+id = "ops"
+cluster = "c03"
+namespace = "kube-system"
+service_account = "ops"
+scopes = ["ops:read"]
+"#
+    )
+}
+
+/// The Worker's CPU per warm exchange with a fleet-like config (module docs), log level info,
+/// plain `workerd serve`: RS256 and ES256 subject tokens, without and with a condition.
+fn worker_fleet(n: usize) -> anyhow::Result<Value> {
+    let specs = fleet_specs();
+    let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
+    let harness = Harness::start(&specs)?;
+    let (_, key) = harness.config("https://txbridge-worker.example.test")?;
+    let mut clusters = String::from(
+        "issuer = \"https://txbridge-worker.example.test\"\n[signer]\nkind = \"local\"\n",
+    );
+    for c in &harness.clusters {
+        clusters.push_str(&format!(
+            "[[clusters]]\nname = {}\nissuer = {}\ndiscovery_url = {}\naudiences = [\"txbridge\"]\n\
+             insecure_allow_http_loopback = true\n",
+            c["name"], c["issuer"], c["discovery_url"]
+        ));
+    }
+    let details = r#"{"order":"42","amount":"19.99","currency":"EUR"}"#;
+    let form = |token: &str| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", TE),
+                ("subject_token", token),
+                ("subject_token_type", JWT),
+                ("requested_token_type", TXN),
+                ("scope", "orders:read"),
+                ("request_details", details),
+            ])
+            .finish()
+    };
+    let headers = [("x-txbridge-workload", "payments/checkout-web")];
+    let condition = r#"request.request_details.currency in ["EUR", "USD"] && request.workload.startsWith("payments/")"#;
+    let mut out = serde_json::Map::new();
+    for (variant, condition) in [("plain", None), ("condition", Some(condition))] {
+        let config = format!("{clusters}{}", fleet_policies(condition));
+        txbridge_core::Config::from_toml_str(&config).context("fleet config")?;
+        let level = std::env::var("TXBRIDGE_BENCH_WORKER_LOG").unwrap_or_else(|_| "info".into());
+        let running = txbridge_tests::worker::start_with_log_level(&config, &key, &level)?;
+        let mut per_alg = serde_json::Map::new();
+        for (alg, cluster) in [("rs256", "c00"), ("es256", "c01")] {
+            let token = harness.token(cluster, "payments", "checkout", &["txbridge"], 3600)?;
+            per_alg.insert(
+                alg.into(),
+                cpu_per_request(&running.base_url, running.pid(), &form(&token), &headers, n)?,
+            );
+        }
+        out.insert(variant.into(), Value::Object(per_alg));
+    }
+    out.insert("n".into(), json!(n));
+    out.insert("rounds".into(), json!(CPU_ROUNDS));
+    Ok(Value::Object(out))
 }

@@ -45,7 +45,7 @@ pub fn start(config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running
 pub fn start_answering(config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running> {
     let build = Build::Release;
     ensure_built(build)?;
-    serve(&build.dir(), config_toml, signing_key_pem, false)
+    serve(&build.dir(), config_toml, signing_key_pem, false, LOG_LEVEL)
 }
 
 /// Which build of the Worker to serve.
@@ -80,15 +80,28 @@ pub fn start_build(
 /// Serves the Worker built into `out` (its `entry.mjs` when it has one, else worker-build's
 /// `index.js`, as builds before the entry module had): benchmarks compare builds this way.
 pub fn start_dir(out: &Path, config_toml: &str, signing_key_pem: &str) -> anyhow::Result<Running> {
-    serve(out, config_toml, signing_key_pem, true)
+    serve(out, config_toml, signing_key_pem, true, LOG_LEVEL)
 }
 
-/// Serves the build in `out`; waits for a 200 from `/healthz` when `ok_only`, else any answer.
+/// [`start`] logging at `level` (`info`: what a deployment runs; benchmarks use it).
+pub fn start_with_log_level(
+    config_toml: &str,
+    signing_key_pem: &str,
+    level: &str,
+) -> anyhow::Result<Running> {
+    let build = Build::Release;
+    ensure_built(build)?;
+    serve(&build.dir(), config_toml, signing_key_pem, true, level)
+}
+
+/// Serves the build in `out` logging at `level`; waits for a 200 from `/healthz` when
+/// `ok_only`, else any answer.
 fn serve(
     out: &Path,
     config_toml: &str,
     signing_key_pem: &str,
     ok_only: bool,
+    level: &str,
 ) -> anyhow::Result<Running> {
     let workerd = worker_dir().join("node_modules/.bin/workerd");
     if !workerd.exists() {
@@ -116,7 +129,7 @@ fn serve(
     fs::write(run_dir.join("signing-key.pem"), signing_key_pem)?;
     fs::write(
         run_dir.join("workerd.capnp"),
-        capnp_config(port, &compatibility_date()?, &modules),
+        capnp_config(port, &compatibility_date()?, &modules, level),
     )?;
 
     let log = fs::File::create(&log_path)?;
@@ -148,7 +161,7 @@ fn serve(
 /// The workerd config: the built modules, the var and the secret as text bindings, and an
 /// `internet` service (workerd's default outbound) that also allows private addresses, so the
 /// Worker can fetch discovery documents and JWKS from loopback test servers.
-fn capnp_config(port: u16, compatibility_date: &str, modules: &[&str]) -> String {
+fn capnp_config(port: u16, compatibility_date: &str, modules: &[&str], level: &str) -> String {
     let modules: String = modules
         .iter()
         .map(|m| {
@@ -178,7 +191,7 @@ const txbridge :Workerd.Worker = (
   bindings = [
     (name = "TXBRIDGE_CONFIG", text = embed "config.toml"),
     (name = "TXBRIDGE_SIGNING_KEY", text = embed "signing-key.pem"),
-    (name = "TXBRIDGE_LOG", text = "{LOG_LEVEL}"),
+    (name = "TXBRIDGE_LOG", text = "{level}"),
   ],
 );
 "#
