@@ -93,7 +93,8 @@ def callgrind(alg, cfg=""):
         if total is None and fn.startswith("txbridge_core::handler::TxBridge::handle"):
             total = n
         elif verify is None and fn in ("txbridge_jose::jws::VerifyKey::verify",
-                                       "txbridge_jose::jws::VerifyKey::verify_async::{{closure}}"):
+                                       "txbridge_jose::jws::VerifyKey::verify_async::{{closure}}",
+                                       "txbridge_jose::jwk::VerifyKey::verify::{{closure}}"):
             verify = n
         elif sign is None and re.match(r"<txbridge_signer::local::LocalSigner as txbridge_signer::Signer>::sign", fn):
             sign = n

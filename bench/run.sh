@@ -155,4 +155,6 @@ sizes["aarch64_std"] = os.path.isdir(f"{sysroot}/lib/rustlib/aarch64-unknown-lin
 json.dump({"machine": m, "sizes": sizes}, open(f"{out}/extra.json", "w"))
 EOF
 python3 "$ROOT/bench/report.py" "$ROOT" >"$ROOT/BENCHMARKS.md"
+# Section 8 (contract v3: conditions, metrics, the Worker with a fleet's config).
+bash "$ROOT/bench/contract-v3.sh" >/dev/null
 log "wrote BENCHMARKS.md"

@@ -444,6 +444,197 @@ fn throughput(c: &mut Criterion) {
     g.finish();
 }
 
+/// A fleet-like config (as `tests/benches/shells.rs`'s `worker-fleet`): 16 clusters (alpha and
+/// beta, whose keys the world serves, and 14 more never asked), 7 policies, 4 with `workloads`
+/// globs; `condition`, when given, on the policy that allows.
+fn fleet_config(condition: Option<&str>) -> String {
+    use txbridge_test_support::{ALPHA_ISS, BETA_DISCOVERY, BETA_ISS, TD};
+    let mut toml = format!(
+        "issuer = \"{TD}\"\n[signer]\nkind = \"local\"\n\
+         [[clusters]]\nname = \"alpha\"\nissuer = \"{ALPHA_ISS}\"\naudiences = [\"txbridge\"]\n\
+         [[clusters]]\nname = \"beta\"\nissuer = \"{BETA_ISS}\"\ndiscovery_url = \"{BETA_DISCOVERY}\"\n\
+         audiences = [\"txbridge\"]\n"
+    );
+    for i in 2..16 {
+        toml.push_str(&format!(
+            "[[clusters]]\nname = \"c{i:02}\"\nissuer = \"https://c{i:02}.example.test\"\n\
+             audiences = [\"txbridge\"]\n"
+        ));
+    }
+    let condition = condition
+        .map(|c| format!("condition = '{c}'\n"))
+        .unwrap_or_default();
+    toml.push_str(&format!(
+        r#"
+[[policies]]
+id = "checkout"
+cluster = "*"
+namespace = "payments"
+service_account = "checkout"
+scopes = ["orders:read", "orders:write"]
+workloads = ["payments/checkout-*", "spiffe://example.test/ns/payments/sa/*"]
+{condition}
+[[policies]]
+id = "orders-worker"
+cluster = "*"
+namespace = "orders"
+service_account = "worker"
+scopes = ["orders:read"]
+workloads = ["orders-worker"]
+
+[[policies]]
+id = "reports"
+cluster = "alpha"
+namespace = "team-*"
+service_account = "*"
+scopes = ["reports:read"]
+
+[[policies]]
+id = "billing"
+cluster = "beta"
+namespace = "billing"
+service_account = "*"
+scopes = ["billing:read", "billing:write"]
+workloads = ["billing-*"]
+
+[[policies]]
+id = "audit"
+cluster = "*"
+namespace = "audit"
+service_account = "writer"
+scopes = ["audit:write"]
+
+[[policies]]
+id = "inventory"
+cluster = "c02"
+namespace = "inventory"
+service_account = "api"
+scopes = ["inventory:read"]
+workloads = ["inventory-*", "spiffe://example.test/ns/inventory/sa/*"]
+
+[[policies]]
+id = "ops"
+cluster = "c03"
+namespace = "kube-system"
+service_account = "ops"
+scopes = ["ops:read"]
+"#
+    ));
+    toml
+}
+
+/// The condition of the `fleet/*_condition` benchmarks: over the request's details and workload.
+const FLEET_CONDITION: &str = r#"request.request_details.currency in ["EUR", "USD"] && request.workload.startsWith("payments/")"#;
+
+/// What a fleet's client sends: a scope, three request_details members, the workload header and
+/// a W3C traceparent.
+fn fleet_request(token: &str) -> http::Request<Vec<u8>> {
+    let mut f = form(token);
+    f.push(("scope", "orders:read".to_owned()));
+    f.push((
+        "request_details",
+        r#"{"order":"42","amount":"19.99","currency":"EUR"}"#.to_owned(),
+    ));
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs(&f))
+        .finish();
+    http::Request::post("/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-txbridge-workload", "payments/checkout-web")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(body.into_bytes())
+        .unwrap()
+}
+
+/// The Lambda's log subscriber before the metrics (tracing-subscriber's JSON formatter, fields
+/// nested, no time), writing to nowhere.
+fn plain_json_logger() -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::sink)
+        .finish()
+}
+
+/// Today's log subscriber of both shells: core's one flat line per event
+/// ([`txbridge_core::log_line`], the EMF record on the exchange line), writing to nowhere.
+struct LogLines;
+
+impl tracing::Subscriber for LogLines {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::INFO
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        use std::io::Write as _;
+        let line = Value::Object(txbridge_core::log_line(event, 1_800_000_000_123));
+        let mut out = line.to_string().into_bytes();
+        out.push(b'\n');
+        let _ = std::io::sink().write_all(black_box(&out));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A warm exchange with a fleet-like config and request (see [`fleet_config`]): without and with
+/// a policy condition, and with the exchange line written by the logger before the metrics and by
+/// today's (the EMF record included). The ids are what bench/run.sh's callgrind step measures.
+fn fleet(c: &mut Criterion) {
+    block_on(LocalSigner::generate().sign(b"warm-up")).unwrap();
+    let mut g = c.benchmark_group("fleet");
+    for (variant, condition) in [("plain", None), ("condition", Some(FLEET_CONDITION))] {
+        let world = World::with_config(&fleet_config(condition));
+        let tokens = [
+            ("rs256", world.alpha_token("payments", "checkout")),
+            ("es256", world.beta_token("payments", "checkout")),
+        ];
+        for (_, token) in &tokens {
+            let resp = block_on(world.bridge.handle(fleet_request(token)));
+            assert_eq!(resp.status(), 200, "priming: {:?}", resp.body());
+        }
+        let fetches = world.http.total();
+        let run = |b: &mut criterion::Bencher<'_>, token: &str| {
+            b.iter_batched(
+                || fleet_request(token),
+                |req| {
+                    let resp = block_on(world.bridge.handle(req));
+                    assert_eq!(resp.status(), 200);
+                    resp
+                },
+                BatchSize::SmallInput,
+            )
+        };
+        for (alg, token) in &tokens {
+            g.bench_function(format!("{alg}_{variant}"), |b| run(b, token));
+        }
+        if condition.is_none() {
+            let token = &tokens[0].1;
+            g.bench_function("rs256_plain_log_before_metrics", |b| {
+                tracing::subscriber::with_default(plain_json_logger(), || run(b, token))
+            });
+            g.bench_function("rs256_plain_log_metrics", |b| {
+                tracing::subscriber::with_default(LogLines, || run(b, token))
+            });
+        }
+        assert_eq!(
+            fetches,
+            world.http.total(),
+            "warm exchanges must not fetch keys"
+        );
+    }
+    g.finish();
+}
+
 /// Results under the workspace's target dir (`target/criterion`), wherever this runs from.
 fn config() -> Criterion {
     let dir = std::env::var_os("CRITERION_HOME")
@@ -462,6 +653,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = floor, exchange, backends, throughput, hostile
+    targets = floor, exchange, backends, throughput, hostile, fleet
 }
 criterion_main!(benches);
