@@ -7,7 +7,8 @@
 #   - the Worker's CPU per warm exchange under workerd (read from /proc, all threads and the
 #     isolate's), without and with the condition, and its wasm size.
 # `bash bench/run.sh` runs it last; alone: `bash bench/contract-v3.sh` (needs the Worker built by
-# `.ci/worker.sh build`, valgrind; BENCH_SKIP_WORKER=1 skips workerd). It replaces the section
+# `.ci/worker.sh build`, valgrind; BENCH_SKIP_WORKER=1 skips workerd, BENCH_SKIP_CALLGRIND=1 keeps
+# the last counts). It replaces the section
 # between its markers in BENCHMARKS.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,16 +26,20 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "exchange":
         print(m["executable"])'
 }
-log "building the core bench (rsa/p256 and aws-lc-rs)"
-BIN_PURE="$(bench_bin)"
-BIN_LC="$(bench_bin --features aws-lc,txbridge-signer/aws-lc)"
+if [ "${BENCH_SKIP_CALLGRIND:-0}" != 1 ]; then
+  log "building the core bench (rsa/p256 and aws-lc-rs)"
+  BIN_PURE="$(bench_bin)"
+  BIN_LC="$(bench_bin --features aws-lc,txbridge-signer/aws-lc)"
+fi
 cat /proc/loadavg >"$OUT/loadavg.start"
 
 # Instructions per warm exchange: two callgrind runs of different lengths; (Ir_long - Ir_short) /
 # (calls_long - calls_short) of TxBridge::handle, so the priming exchanges (key fetches, JWKS
 # parsing) cancel out.
-: >"$OUT/callgrind.tsv"
+# BENCH_SKIP_CALLGRIND=1 keeps the previous run's counts (e.g. to re-measure only the Worker).
+[ "${BENCH_SKIP_CALLGRIND:-0}" = 1 ] || : >"$OUT/callgrind.tsv"
 for cfg in pure lc; do
+  [ "${BENCH_SKIP_CALLGRIND:-0}" != 1 ] || break
   bin=$BIN_PURE
   [ "$cfg" = pure ] || bin=$BIN_LC
   for id in rs256_plain rs256_condition es256_plain es256_condition \

@@ -577,8 +577,9 @@ impl tracing::Subscriber for LogLines {
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, event: &tracing::Event<'_>) {
         use std::io::Write as _;
-        let line = Value::Object(txbridge_core::log_line(event, 1_800_000_000_123));
-        let mut out = line.to_string().into_bytes();
+        let mut out = txbridge_core::log_line(event, 1_800_000_000_123)
+            .into_string()
+            .into_bytes();
         out.push(b'\n');
         let _ = std::io::sink().write_all(black_box(&out));
     }

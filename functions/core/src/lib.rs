@@ -57,7 +57,7 @@ mod handler;
 pub use error::{Error, ErrorCode};
 pub use form::MAX_BODY as MAX_REQUEST_BODY;
 pub use handler::{UPSTREAM_BUDGET, WORKLOAD_HEADERS, error_response, unavailable_response};
-pub use logline::{AnalyticsPoint, EXCHANGE_TARGET, METRICS_NAMESPACE, analytics_point, log_line};
+pub use logline::{AnalyticsPoint, EXCHANGE_TARGET, LogLine, METRICS_NAMESPACE, log_line};
 pub use request::{ClientIp, trace_id};
 pub use service::TxBridge;
 pub use subject::SubjectTokenError;

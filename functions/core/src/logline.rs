@@ -5,11 +5,12 @@
 //! carry their metric values and a CloudWatch Embedded Metric Format record (`_aws`), which
 //! CloudWatch extracts from the Lambda's log with no agent and no API call; the Worker writes the
 //! same line (Workers Logs parse it) and, with an Analytics Engine dataset bound, one data point
-//! per exchange ([`analytics_point`]). Dimensions come only from the label set outcome, error,
+//! per exchange ([`LogLine::analytics_point`]). Dimensions come only from the label set outcome, error,
 //! cluster, kind, policy (and result for key fetches): never a subject, namespace or service
 //! account.
 
-use serde_json::{Map, Number, Value, json};
+use std::fmt::{self, Write as _};
+
 use tracing::field::{Field, Visit};
 
 /// The target of the one line per token request.
@@ -19,110 +20,294 @@ pub use txbridge_jose::KEY_FETCH_TARGET;
 /// The CloudWatch namespace of txbridge's metrics.
 pub const METRICS_NAMESPACE: &str = "txbridge";
 
-/// The flat JSON object of one event, with the metrics of the lines that carry them; `now_ms`
-/// (Unix milliseconds) timestamps their EMF record.
-pub fn log_line(event: &tracing::Event<'_>, now_ms: u64) -> Map<String, Value> {
-    let metadata = event.metadata();
-    let mut line = Map::new();
-    line.insert("level".into(), metadata.level().as_str().into());
-    line.insert("target".into(), metadata.target().into());
-    event.record(&mut Fields(&mut line));
-    match metadata.target() {
-        EXCHANGE_TARGET => add_exchange_metrics(&mut line, now_ms),
-        KEY_FETCH_TARGET => add_key_fetch_metrics(&mut line, now_ms),
-        _ => {}
-    }
-    line
+/// One event as its JSON line: a flat object (`level`, `target`, then the event's fields in
+/// their order, `message` among them), with the metric members and the EMF record (`_aws`) on
+/// the lines that carry metrics. Written straight into one `String`, no intermediate map: the
+/// line is on every token request's path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    json: String,
+    labels: Option<Labels>,
 }
 
-struct Fields<'a>(&'a mut Map<String, Value>);
+impl LogLine {
+    /// The JSON object, without a newline.
+    pub fn as_str(&self) -> &str {
+        &self.json
+    }
+
+    /// The JSON object, without a newline.
+    pub fn into_string(self) -> String {
+        self.json
+    }
+
+    /// The Workers Analytics Engine data point of an exchange line (`None` for other lines):
+    /// blobs (outcome, error, cluster, kind, policy), doubles (count, latency in seconds), the
+    /// cluster as index.
+    pub fn analytics_point(&self) -> Option<AnalyticsPoint> {
+        let l = self
+            .labels
+            .as_ref()
+            .filter(|l| l.kind == LineKind::Exchange)?;
+        Some(AnalyticsPoint {
+            blobs: [
+                l.outcome.clone(),
+                l.error.clone(),
+                l.cluster.clone(),
+                l.exchange_kind.clone(),
+                l.policy.clone(),
+            ],
+            doubles: [1.0, l.latency_ms as f64 / 1000.0],
+            index: l.cluster.clone(),
+        })
+    }
+}
+
+/// The flat JSON line of one event, with the metrics of the lines that carry them; `now_ms`
+/// (Unix milliseconds) timestamps their EMF record.
+pub fn log_line(event: &tracing::Event<'_>, now_ms: u64) -> LogLine {
+    let metadata = event.metadata();
+    let kind = match metadata.target() {
+        EXCHANGE_TARGET => Some(LineKind::Exchange),
+        KEY_FETCH_TARGET => Some(LineKind::KeyFetch),
+        _ => None,
+    };
+    let mut json = String::with_capacity(if kind.is_some() { 1024 } else { 256 });
+    json.push_str("{\"level\":");
+    escape_into(&mut json, metadata.level().as_str());
+    json.push_str(",\"target\":");
+    escape_into(&mut json, metadata.target());
+    let mut fields = Fields {
+        json: &mut json,
+        labels: kind.map(Labels::new),
+    };
+    event.record(&mut fields);
+    let labels = fields.labels;
+    if let Some(labels) = &labels {
+        labels.write_metrics(&mut json, now_ms);
+    }
+    json.push('}');
+    LogLine { json, labels }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineKind {
+    Exchange,
+    KeyFetch,
+}
+
+/// The members of a metrics line that its metrics are labelled with.
+#[derive(Debug, Clone, PartialEq)]
+struct Labels {
+    kind: LineKind,
+    outcome: String,
+    error: String,
+    cluster: String,
+    exchange_kind: String,
+    policy: String,
+    result: String,
+    latency_ms: u64,
+}
+
+impl Labels {
+    fn new(kind: LineKind) -> Labels {
+        Labels {
+            kind,
+            outcome: String::new(),
+            error: String::new(),
+            cluster: String::new(),
+            exchange_kind: String::new(),
+            policy: String::new(),
+            result: String::new(),
+            latency_ms: 0,
+        }
+    }
+
+    fn slot(&mut self, name: &str) -> Option<&mut String> {
+        match name {
+            "outcome" => Some(&mut self.outcome),
+            "error" => Some(&mut self.error),
+            "cluster" => Some(&mut self.cluster),
+            "kind" => Some(&mut self.exchange_kind),
+            "policy" => Some(&mut self.policy),
+            "result" => Some(&mut self.result),
+            _ => None,
+        }
+    }
+
+    fn value(&self, name: &str) -> &str {
+        match name {
+            "outcome" => &self.outcome,
+            "error" => &self.error,
+            "cluster" => &self.cluster,
+            "kind" => &self.exchange_kind,
+            "policy" => &self.policy,
+            "result" => &self.result,
+            _ => "",
+        }
+    }
+
+    /// The metric members and the EMF record. Dimension sets list member names whose values
+    /// are non-empty strings at the top level of the line (CloudWatch refuses an empty
+    /// dimension value); never a subject, namespace or service account.
+    fn write_metrics(&self, json: &mut String, now_ms: u64) {
+        let (sets, metrics): (&[&[&str]], &str) = match self.kind {
+            LineKind::Exchange => {
+                json.push_str(",\"txbridge_exchanges_total\":1");
+                json.push_str(",\"txbridge_exchange_duration_seconds\":");
+                write_f64(json, self.latency_ms as f64 / 1000.0);
+                (
+                    &[
+                        &["outcome"],
+                        &["outcome", "error"],
+                        &["outcome", "cluster"],
+                        &["outcome", "kind"],
+                        &["outcome", "policy"],
+                    ],
+                    "[{\"Name\":\"txbridge_exchanges_total\",\"Unit\":\"Count\"},\
+                     {\"Name\":\"txbridge_exchange_duration_seconds\",\"Unit\":\"Seconds\"}]",
+                )
+            }
+            LineKind::KeyFetch => {
+                json.push_str(",\"txbridge_key_fetches_total\":1");
+                (
+                    &[&["cluster", "result"]],
+                    "[{\"Name\":\"txbridge_key_fetches_total\",\"Unit\":\"Count\"}]",
+                )
+            }
+        };
+        let _ = write!(
+            json,
+            ",\"_aws\":{{\"Timestamp\":{now_ms},\"CloudWatchMetrics\":[{{\"Namespace\":\"{METRICS_NAMESPACE}\",\"Dimensions\":["
+        );
+        let mut first = true;
+        for set in sets
+            .iter()
+            .filter(|set| set.iter().all(|d| !self.value(d).is_empty()))
+        {
+            if !first {
+                json.push(',');
+            }
+            first = false;
+            json.push('[');
+            for (i, name) in set.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                escape_into(json, name);
+            }
+            json.push(']');
+        }
+        json.push_str("],\"Metrics\":");
+        json.push_str(metrics);
+        json.push_str("}]}");
+    }
+}
+
+struct Fields<'a> {
+    json: &'a mut String,
+    labels: Option<Labels>,
+}
+
+impl Fields<'_> {
+    fn key(&mut self, field: &Field) {
+        self.json.push(',');
+        escape_into(self.json, field.name());
+        self.json.push(':');
+    }
+}
 
 impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
+        self.key(field);
+        escape_into(self.json, value);
+        if let Some(slot) = self.labels.as_mut().and_then(|l| l.slot(field.name())) {
+            value.clone_into(slot);
+        }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
+        self.key(field);
+        self.json.push_str(if value { "true" } else { "false" });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
+        self.key(field);
+        let _ = write!(self.json, "{value}");
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
+        self.key(field);
+        let _ = write!(self.json, "{value}");
+        if field.name() == "latency_ms"
+            && let Some(labels) = self.labels.as_mut()
+        {
+            labels.latency_ms = value;
+        }
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(
-            field.name().into(),
-            Number::from_f64(value).map_or(Value::Null, Value::Number),
-        );
+        self.key(field);
+        write_f64(self.json, value);
     }
 
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.key(field);
+        let start = self.json.len();
+        self.json.push('"');
+        let _ = write!(Escaped(self.json), "{value:?}");
+        self.json.push('"');
+        if let Some(slot) = self.labels.as_mut().and_then(|l| l.slot(field.name())) {
+            // Labels are plain ids; a value that needed escaping is kept as written.
+            self.json[start + 1..self.json.len() - 1].clone_into(slot);
+        }
     }
 }
 
-fn text<'a>(line: &'a Map<String, Value>, key: &str) -> &'a str {
-    line.get(key).and_then(Value::as_str).unwrap_or_default()
+/// A finite number as JSON (Rust's shortest round-trip form, never an exponent), else `null`.
+fn write_f64(json: &mut String, value: f64) {
+    if value.is_finite() {
+        let _ = write!(json, "{value}");
+    } else {
+        json.push_str("null");
+    }
 }
 
-/// The EMF record of a line: `dimensions` are member names whose values are non-empty strings
-/// at the top level of the line (CloudWatch refuses an empty dimension value).
-fn emf(line: &Map<String, Value>, now_ms: u64, dimensions: &[&[&str]], metrics: Value) -> Value {
-    let sets: Vec<Value> = dimensions
-        .iter()
-        .filter(|set| set.iter().all(|d| !text(line, d).is_empty()))
-        .map(|set| json!(set))
-        .collect();
-    json!({
-        "Timestamp": now_ms,
-        "CloudWatchMetrics": [{
-            "Namespace": METRICS_NAMESPACE,
-            "Dimensions": sets,
-            "Metrics": metrics,
-        }],
-    })
+/// `s` as a JSON string literal.
+fn escape_into(json: &mut String, s: &str) {
+    json.push('"');
+    let _ = Escaped(json).write_str(s);
+    json.push('"');
 }
 
-fn add_exchange_metrics(line: &mut Map<String, Value>, now_ms: u64) {
-    let latency_ms = line.get("latency_ms").and_then(Value::as_u64).unwrap_or(0);
-    line.insert("txbridge_exchanges_total".into(), 1.into());
-    line.insert(
-        "txbridge_exchange_duration_seconds".into(),
-        Number::from_f64(latency_ms as f64 / 1000.0).map_or(Value::Null, Value::Number),
-    );
-    let record = emf(
-        line,
-        now_ms,
-        &[
-            &["outcome"],
-            &["outcome", "error"],
-            &["outcome", "cluster"],
-            &["outcome", "kind"],
-            &["outcome", "policy"],
-        ],
-        json!([
-            {"Name": "txbridge_exchanges_total", "Unit": "Count"},
-            {"Name": "txbridge_exchange_duration_seconds", "Unit": "Seconds"},
-        ]),
-    );
-    line.insert("_aws".into(), record);
-}
+/// Writes what it is given as the inside of a JSON string literal.
+struct Escaped<'a>(&'a mut String);
 
-fn add_key_fetch_metrics(line: &mut Map<String, Value>, now_ms: u64) {
-    line.insert("txbridge_key_fetches_total".into(), 1.into());
-    let record = emf(
-        line,
-        now_ms,
-        &[&["cluster", "result"]],
-        json!([{"Name": "txbridge_key_fetches_total", "Unit": "Count"}]),
-    );
-    line.insert("_aws".into(), record);
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let bytes = s.as_bytes();
+        let mut run = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.push_str(&s[run..i]);
+            if escape.is_empty() {
+                let _ = write!(self.0, "\\u{b:04x}");
+            } else {
+                self.0.push_str(escape);
+            }
+            run = i + 1;
+        }
+        self.0.push_str(&s[run..]);
+        Ok(())
+    }
 }
 
 /// A Workers Analytics Engine data point of an exchange line: blobs (outcome, error, cluster,
@@ -134,35 +319,16 @@ pub struct AnalyticsPoint {
     pub index: String,
 }
 
-/// The data point of a line, when it is an exchange line.
-pub fn analytics_point(line: &Map<String, Value>) -> Option<AnalyticsPoint> {
-    if text(line, "target") != EXCHANGE_TARGET {
-        return None;
-    }
-    let blob = |k| text(line, k).to_owned();
-    let latency_ms = line.get("latency_ms").and_then(Value::as_u64).unwrap_or(0);
-    Some(AnalyticsPoint {
-        blobs: [
-            blob("outcome"),
-            blob("error"),
-            blob("cluster"),
-            blob("kind"),
-            blob("policy"),
-        ],
-        doubles: [1.0, latency_ms as f64 / 1000.0],
-        index: blob("cluster"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use serde_json::{Map, Value, json};
     use std::sync::{Arc, Mutex};
 
     /// Collects `log_line` of every event.
     #[derive(Clone, Default)]
-    struct Collect(Arc<Mutex<Vec<Map<String, Value>>>>);
+    struct Collect(Arc<Mutex<Vec<LogLine>>>);
 
     impl tracing::Subscriber for Collect {
         fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
@@ -183,10 +349,17 @@ mod tests {
         fn exit(&self, _: &tracing::span::Id) {}
     }
 
-    fn lines(f: impl FnOnce()) -> Vec<Map<String, Value>> {
+    fn raw_lines(f: impl FnOnce()) -> Vec<LogLine> {
         let c = Collect::default();
         tracing::subscriber::with_default(c.clone(), f);
         c.0.lock().unwrap().clone()
+    }
+
+    fn lines(f: impl FnOnce()) -> Vec<Map<String, Value>> {
+        raw_lines(f)
+            .iter()
+            .map(|l| serde_json::from_str(l.as_str()).unwrap())
+            .collect()
     }
 
     /// The EMF specification's rules: `_aws` with a millisecond Timestamp and CloudWatchMetrics
@@ -269,7 +442,7 @@ mod tests {
 
     #[test]
     fn key_fetch_lines_and_analytics_points() {
-        let out = lines(|| {
+        let raw = raw_lines(|| {
             tracing::info!(target: KEY_FETCH_TARGET, cluster = "prod", result = "ok", keys = 2u64, "issuer keys fetched");
             tracing::info!(
                 target: EXCHANGE_TARGET,
@@ -278,14 +451,18 @@ mod tests {
                 "token exchange"
             );
         });
+        let out: Vec<Map<String, Value>> = raw
+            .iter()
+            .map(|l| serde_json::from_str(l.as_str()).unwrap())
+            .collect();
         assert_valid_emf(&out[0]);
         assert_eq!(out[0]["txbridge_key_fetches_total"], 1);
         assert_eq!(
             out[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["cluster", "result"]])
         );
-        assert_eq!(analytics_point(&out[0]), None);
-        let point = analytics_point(&out[1]).unwrap();
+        assert_eq!(raw[0].analytics_point(), None);
+        let point = raw[1].analytics_point().unwrap();
         assert_eq!(
             point.blobs,
             [
@@ -299,5 +476,55 @@ mod tests {
         );
         assert_eq!(point.doubles, [1.0, 1.5]);
         assert_eq!(point.index, "prod");
+    }
+
+    /// Whatever a field holds, the line is one valid JSON object that gives it back unchanged:
+    /// quotes, backslashes, control characters, non-ASCII, Display and Debug values, numbers.
+    #[test]
+    fn lines_are_valid_json_for_any_value() {
+        let nasty = "a\"b\\c\nd\re\tf\u{1}g\u{1f}h\u{7f}é✓𝄞</script>";
+        let err = std::io::Error::other("broken \"pipe\"\n");
+        let out = lines(|| {
+            tracing::info!(
+                target: "txbridge_core::x",
+                s = nasty, d = %err, g = ?nasty, b = true, i = -5i64, u = 7u64,
+                f = 0.25f64, nan = f64::NAN, inf = f64::INFINITY,
+                "msg {}", nasty
+            );
+        });
+        let line = &out[0];
+        assert_eq!(line["s"], nasty);
+        assert_eq!(line["d"], err.to_string());
+        assert_eq!(line["g"], format!("{nasty:?}"));
+        assert_eq!(line["message"], format!("msg {nasty}"));
+        assert_eq!(line["b"], true);
+        assert_eq!(line["i"], -5);
+        assert_eq!(line["u"], 7);
+        assert_eq!(line["f"], 0.25);
+        assert!(line["nan"].is_null() && line["inf"].is_null());
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["target"], "txbridge_core::x");
+    }
+
+    /// The metrics' labels may come as Display values (`%`), as the handler's `reason` does.
+    #[test]
+    fn labels_from_display_values() {
+        let raw = raw_lines(|| {
+            let cluster = String::from("prod");
+            tracing::info!(
+                target: EXCHANGE_TARGET,
+                outcome = "issued", error = "", kind = "exchange", cluster = %cluster,
+                policy = "p1", latency_ms = 250u64, "token exchange"
+            );
+        });
+        let point = raw[0].analytics_point().unwrap();
+        assert_eq!(point.blobs[2], "prod");
+        assert_eq!(point.index, "prod");
+        assert_eq!(point.doubles, [1.0, 0.25]);
+        let line: Value = serde_json::from_str(raw[0].as_str()).unwrap();
+        assert_eq!(line["txbridge_exchange_duration_seconds"], 0.25);
+        let sets = line["_aws"]["CloudWatchMetrics"][0]["Dimensions"].to_string();
+        assert!(sets.contains("[\"outcome\",\"cluster\"]"), "{sets}");
+        assert!(!sets.contains("\"error\""), "{sets}");
     }
 }

@@ -189,8 +189,9 @@ where
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let line = serde_json::Value::Object(txbridge_core::log_line(event, now_ms));
-        let mut out = line.to_string().into_bytes();
+        let mut out = txbridge_core::log_line(event, now_ms)
+            .into_string()
+            .into_bytes();
         out.push(b'\n');
         let _ = self.0.make_writer().write_all(&out);
     }

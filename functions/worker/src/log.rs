@@ -60,7 +60,7 @@ impl Subscriber for ConsoleSubscriber {
 
     fn event(&self, event: &Event<'_>) {
         let line = txbridge_core::log_line(event, js_sys::Date::now().max(0.0) as u64);
-        if let Some(point) = txbridge_core::analytics_point(&line) {
+        if let Some(point) = line.analytics_point() {
             DATASET.with(|d| {
                 if let Some(dataset) = d.borrow().as_ref() {
                     let written = AnalyticsEngineDataPointBuilder::new()
@@ -74,7 +74,7 @@ impl Subscriber for ConsoleSubscriber {
                 }
             });
         }
-        let line = serde_json::Value::Object(line);
+        let line = line.as_str();
         match *event.metadata().level() {
             Level::ERROR => worker::console_error!("{line}"),
             Level::WARN => worker::console_warn!("{line}"),
