@@ -5,9 +5,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use crate::error::{Error, WireError};
 use crate::form::{self, TOKEN_TYPE_TXN_TOKEN};
 use crate::logline::EXCHANGE_TARGET;
-use crate::request::{Kind, TokenRequest, trace_id};
+use crate::request::{Kind, TokenRequest};
 use crate::service::{Trail, TxBridge};
-use txbridge_jose::{sha256, with_deadline};
+use txbridge_jose::{sha256, trace_id, with_deadline};
 
 /// Headers naming the requesting workload (`req_wl`).
 pub use crate::workload::WORKLOAD_HEADERS;

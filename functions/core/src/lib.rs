@@ -58,9 +58,10 @@ pub use error::{Error, ErrorCode};
 pub use form::MAX_BODY as MAX_REQUEST_BODY;
 pub use handler::{UPSTREAM_BUDGET, WORKLOAD_HEADERS, error_response, unavailable_response};
 pub use logline::{AnalyticsPoint, EXCHANGE_TARGET, LogLine, METRICS_NAMESPACE, log_line};
-pub use request::{ClientIp, trace_id};
+pub use request::ClientIp;
 pub use service::TxBridge;
 pub use subject::SubjectTokenError;
+pub use txbridge_jose::trace_id;
 
 // Configuration.
 pub use config::{Cluster, Config, ConfigError, ConfigProblem};

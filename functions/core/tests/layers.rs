@@ -26,7 +26,7 @@ const CORE: &[&[&str]] = &[
 
 /// txbridge-jose's layers, bottom first.
 const JOSE: &[&[&str]] = &[
-    &["glob", "ports", "urls"],
+    &["glob", "ports", "trace", "urls"],
     &["alg", "encoding", "error"],
     &["crypto"],
     &["jws"],

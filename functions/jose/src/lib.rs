@@ -16,7 +16,7 @@
 //! jws                   strict compact-JWS parsing
 //! crypto                the verify port (VerifyBackend, BackendKey) and the build's backend
 //! alg encoding error    Algorithm; base64url and complete JSON; TokenError
-//! glob ports urls       workload globs; HttpClient, Clock, AsyncRuntime; URL rules
+//! glob ports trace urls workload globs; HttpClient, Clock, AsyncRuntime; traceparent; URL rules
 //! ```
 
 #![forbid(unsafe_code)]
@@ -26,6 +26,7 @@ mod encoding;
 mod error;
 mod glob;
 mod ports;
+mod trace;
 mod urls;
 
 mod crypto;
@@ -79,6 +80,9 @@ pub use txtoken::{
 // Workload globs and URL rules.
 pub use glob::{Glob, MAX_WORKLOAD_LEN, valid_workload_byte};
 pub use urls::{UrlError, check_url, parse_url, parse_url_ascii};
+
+// W3C Trace Context (`traceparent`), for log lines.
+pub use trace::trace_id;
 
 #[cfg(all(feature = "reqwest", not(target_arch = "wasm32")))]
 pub use reqwest::{CONNECT_TIMEOUT, ReqwestClient, TokioRuntime};
