@@ -46,8 +46,9 @@ pub enum Error {
     /// The token is not a valid TxToken of the expected service and trust domain.
     #[error("invalid transaction token: {0}")]
     Invalid(#[from] TokenError),
-    /// The service's keys could not be fetched (and none are cached); retry after the seconds
-    /// it says.
+    /// The service's keys could not be fetched (and none are cached, or the token's `kid` needs
+    /// a refresh that failed); retry after the seconds it says. An unknown `kid` while a refresh
+    /// is rate-limited is [`Error::Invalid`] (`UnknownKey`), not this.
     #[error("transaction token keys are unavailable: {0}")]
     KeysUnavailable(KeysUnavailable),
     /// Valid, but the token does not grant a required scope.
@@ -176,7 +177,7 @@ impl Verifier {
                     .cache
                     .keys(SERVICE_KEYS, Some(token.kid()))
                     .await
-                    .map_err(Error::KeysUnavailable)?;
+                    .map_err(keys_error)?;
                 Ok(token.verify(&snapshot.keys, &expect, now).await?)
             }
         }
@@ -190,6 +191,18 @@ impl Verifier {
     /// The expected audience (trust domain).
     pub fn audience(&self) -> &str {
         &self.audience
+    }
+}
+
+/// The key cache's refusal, as the verifier answers it. A `kid` still unknown while no refresh
+/// is allowed yet (the cache holds keys and refreshed them within `min_refresh_interval`) is an
+/// unknown key: the token is refused as invalid (401), not "try again later", so that a stream of
+/// made-up kids can neither trigger fetches nor turn into 503s. Only a cache that cannot get any
+/// keys answers [`Error::KeysUnavailable`].
+fn keys_error(u: KeysUnavailable) -> Error {
+    match u.reason {
+        KeyFetchError::RefreshLimited => Error::Invalid(TokenError::UnknownKey),
+        _ => Error::KeysUnavailable(u),
     }
 }
 

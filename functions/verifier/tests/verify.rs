@@ -348,17 +348,28 @@ fn unknown_kid_refreshes_once_then_finds_a_rotated_key() {
     assert_eq!(w.http.hits(JWKS), 1);
 
     // A token of a key the JWKS does not have: one refresh, a definite "unknown key" right after
-    // it, then retryable answers until the next refresh is allowed (no fetch meanwhile).
+    // it, then the same "unknown key" (invalid: 401, never 503) until the next refresh is allowed,
+    // with no fetch meanwhile.
     let stranger = LocalSigner::generate();
     let header = json!({"alg": "ES256", "typ": "txntoken+jwt", "kid": stranger.key_id()});
     let claims = txbridge_verifier::decode_unverified(&token).unwrap().1;
     let t = craft_txtoken(&stranger, &header, &claims);
     assert_eq!(block_on(v.verify(&t)), Err(Error::Invalid(E::UnknownKey)));
     for _ in 0..3 {
-        assert!(
-            matches!(block_on(v.verify(&t)), Err(Error::KeysUnavailable(u)) if u.retry_after >= 1),
-            "retryable within the interval"
+        let err = block_on(v.verify(&t)).unwrap_err();
+        assert_eq!(
+            err,
+            Error::Invalid(E::UnknownKey),
+            "rate-limited refresh: an unknown key, not unavailable keys"
         );
+        assert!(err.is_unauthenticated());
+    }
+    // Other made-up kids within the interval: the same, and still no fetch.
+    for _ in 0..3 {
+        let other = LocalSigner::generate();
+        let header = json!({"alg": "ES256", "typ": "txntoken+jwt", "kid": other.key_id()});
+        let t = craft_txtoken(&other, &header, &claims);
+        assert_eq!(block_on(v.verify(&t)), Err(Error::Invalid(E::UnknownKey)));
     }
     assert_eq!(w.http.hits(JWKS), 2, "one refresh for the unknown kid");
 
