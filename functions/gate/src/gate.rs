@@ -98,7 +98,7 @@ pub struct Gate {
     config: Config,
     requirements: Vec<Requirements>,
     verifier: Verifier,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 /// Why a request is answered as it is (logged; the client sees a generic description).
@@ -110,13 +110,15 @@ enum Verdict {
 }
 
 impl Gate {
-    pub fn new(config: Config, verifier: Verifier) -> Arc<Gate> {
+    /// The gate, counting into `metrics` (shared with the log subscriber, which counts the key
+    /// fetches).
+    pub fn new(config: Config, verifier: Verifier, metrics: Arc<Metrics>) -> Arc<Gate> {
         let requirements = config.routes.iter().map(|r| r.requirements()).collect();
         Arc::new(Gate {
             config,
             requirements,
             verifier,
-            metrics: Metrics::default(),
+            metrics,
         })
     }
 

@@ -76,7 +76,7 @@ fn headers_of(req: &CheckRequest) -> HeaderMap {
 }
 
 /// The gate's question for a CheckRequest.
-pub fn query_of(gate: &Gate, req: &CheckRequest) -> Query {
+pub fn query_of(token_header: &HeaderName, req: &CheckRequest) -> Query {
     let http = req
         .attributes
         .as_ref()
@@ -87,12 +87,7 @@ pub fn query_of(gate: &Gate, req: &CheckRequest) -> Query {
     Query {
         method: http.and_then(|h| nonempty(&h.method)),
         uri: http.and_then(|h| nonempty(&h.path)),
-        token: Presented::from_values(
-            headers
-                .get_all(&gate.config().token_header)
-                .iter()
-                .map(|v| v.as_bytes()),
-        ),
+        token: Presented::from_values(headers.get_all(token_header).iter().map(|v| v.as_bytes())),
         trace_id: txbridge_jose::trace_id(&headers),
     }
 }
@@ -141,8 +136,97 @@ impl Authorization for GrpcGate {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        let q = query_of(&self.gate, request.get_ref());
+        let q = query_of(&self.gate.config().token_header, request.get_ref());
         let answer = self.gate.check(q).await;
         Ok(tonic::Response::new(response_of(answer)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use crate::metrics::Decision;
+    use envoy_types::ext_authz::v3::pb::HttpResponse;
+    use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+
+    fn check(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        method: method.into(),
+                        path: path.into(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    const TXN: HeaderName = HeaderName::from_static("txn-token");
+
+    #[test]
+    fn query_from_the_check_request() {
+        let q = query_of(&TXN, &check("PUT", "/a/b?c=d", &[("txn-token", "a.b.c")]));
+        assert_eq!(
+            (q.method.as_deref(), q.uri.as_deref()),
+            (Some("PUT"), Some("/a/b?c=d"))
+        );
+        assert_eq!(q.token, Presented::One("a.b.c".into()));
+        // Envoy joins repeated headers with a comma: not a compact JWS, refused later.
+        let q = query_of(&TXN, &check("GET", "/", &[("txn-token", "a.b.c,a.b.c")]));
+        assert_eq!(q.token, Presented::One("a.b.c,a.b.c".into()));
+        let q = query_of(&TXN, &CheckRequest::default());
+        assert!(q.method.is_none() && q.uri.is_none() && q.token == Presented::Missing);
+    }
+
+    #[test]
+    fn answers_as_check_responses() {
+        let ok = response_of(Answer {
+            decision: Decision::Allow,
+            status: 200,
+            headers: vec![
+                ("x-txbridge-txn", "t1".into()),
+                ("x-txbridge-req-wl", String::new()),
+            ],
+            body: String::new(),
+        });
+        assert_eq!(ok.status.as_ref().unwrap().code, 0);
+        let Some(HttpResponse::OkResponse(r)) = ok.http_response else {
+            panic!("not an OkHttpResponse");
+        };
+        let h = r.headers[0].header.as_ref().unwrap();
+        assert_eq!((h.key.as_str(), h.value.as_str()), ("x-txbridge-txn", "t1"));
+        assert_eq!(
+            r.headers[0].append_action,
+            HeaderAppendAction::OverwriteIfExistsOrAdd as i32
+        );
+        assert!(
+            r.headers[1].keep_empty_value,
+            "empty values still overwrite the client's"
+        );
+
+        for (status, code) in [(401u16, 16), (403, 7), (503, 14)] {
+            let denied = response_of(Answer {
+                decision: Decision::Deny,
+                status,
+                headers: vec![("content-type", "application/json".into())],
+                body: "{}".into(),
+            });
+            assert_eq!(denied.status.as_ref().unwrap().code, code);
+            let Some(HttpResponse::DeniedResponse(d)) = denied.http_response else {
+                panic!("not a DeniedHttpResponse");
+            };
+            assert_eq!(d.status.unwrap().code, i32::from(status));
+            assert_eq!(d.body, "{}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -50,11 +50,11 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>) {
 pub async fn handle<B>(gate: &Gate, req: Request<B>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path == "/auth" {
-        let q = forward_auth_query(gate, req.headers());
+        let q = forward_auth_query(&gate.config().token_header, req.headers());
         return to_response(gate.check(q).await);
     }
     if path == EXT_AUTHZ_PREFIX || path.starts_with("/ext_authz/") {
-        let q = ext_authz_query(gate, &req);
+        let q = ext_authz_query(&gate.config().token_header, &req);
         return to_response(gate.check(q).await);
     }
     let is_get = req.method() == Method::GET || req.method() == Method::HEAD;
@@ -86,25 +86,23 @@ fn one_of(headers: &HeaderMap, names: &[&str]) -> Option<String> {
 }
 
 /// The token of a request's headers (case-insensitive name; duplicates refused).
-pub fn token_of(gate: &Gate, headers: &HeaderMap) -> Presented {
-    Presented::from_values(
-        headers
-            .get_all(&gate.config().token_header)
-            .iter()
-            .map(|v| v.as_bytes()),
-    )
+pub fn token_of(name: &HeaderName, headers: &HeaderMap) -> Presented {
+    Presented::from_values(headers.get_all(name).iter().map(|v| v.as_bytes()))
 }
 
-fn forward_auth_query(gate: &Gate, headers: &HeaderMap) -> Query {
+/// A forward-auth request's question: the original method and URI from `X-Original-*` or
+/// `X-Forwarded-*` (one value each; two are none).
+pub fn forward_auth_query(token_header: &HeaderName, headers: &HeaderMap) -> Query {
     Query {
         method: one_of(headers, &["x-original-method", "x-forwarded-method"]),
         uri: one_of(headers, &["x-original-uri", "x-forwarded-uri"]),
-        token: token_of(gate, headers),
+        token: token_of(token_header, headers),
         trace_id: txbridge_jose::trace_id(headers),
     }
 }
 
-fn ext_authz_query<B>(gate: &Gate, req: &Request<B>) -> Query {
+/// An Envoy HTTP ext_authz request's question: its own method, its path less `/ext_authz`.
+pub fn ext_authz_query<B>(token_header: &HeaderName, req: &Request<B>) -> Query {
     let uri = req
         .uri()
         .path_and_query()
@@ -119,7 +117,7 @@ fn ext_authz_query<B>(gate: &Gate, req: &Request<B>) -> Query {
     Query {
         method: Some(req.method().as_str().to_owned()),
         uri: Some(uri),
-        token: token_of(gate, req.headers()),
+        token: token_of(token_header, req.headers()),
         trace_id: txbridge_jose::trace_id(req.headers()),
     }
 }
@@ -143,4 +141,129 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
         http::HeaderValue::from_static(content_type),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    const TXN: HeaderName = HeaderName::from_static("txn-token");
+
+    #[test]
+    fn forward_auth_reads_original_or_forwarded_headers() {
+        let q = forward_auth_query(
+            &TXN,
+            &headers(&[
+                ("X-Original-Method", "POST"),
+                ("X-Original-URI", "/a?b=c"),
+                ("TXN-TOKEN", "t.o.k"),
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+            ]),
+        );
+        assert_eq!(q.method.as_deref(), Some("POST"));
+        assert_eq!(q.uri.as_deref(), Some("/a?b=c"));
+        assert_eq!(
+            q.token,
+            Presented::One("t.o.k".into()),
+            "any case of the name"
+        );
+        assert_eq!(
+            q.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+
+        let q = forward_auth_query(
+            &TXN,
+            &headers(&[("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", "/x")]),
+        );
+        assert_eq!(
+            (q.method.as_deref(), q.uri.as_deref()),
+            (Some("GET"), Some("/x"))
+        );
+        assert_eq!(q.token, Presented::Missing);
+
+        // X-Original-* wins over X-Forwarded-*.
+        let q = forward_auth_query(
+            &TXN,
+            &headers(&[
+                ("X-Forwarded-Uri", "/forwarded"),
+                ("X-Original-URI", "/original"),
+                ("X-Original-Method", "GET"),
+            ]),
+        );
+        assert_eq!(q.uri.as_deref(), Some("/original"));
+
+        // Missing, empty or repeated: none.
+        for h in [
+            headers(&[("X-Original-URI", "/a")]),
+            headers(&[("X-Original-Method", "GET"), ("X-Original-URI", "")]),
+            headers(&[
+                ("X-Original-Method", "GET"),
+                ("X-Original-URI", "/a"),
+                ("X-Original-URI", "/b"),
+            ]),
+        ] {
+            let q = forward_auth_query(&TXN, &h);
+            assert!(q.method.is_none() || q.uri.is_none(), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn token_header_rules() {
+        let t = |pairs: &[(&str, &str)]| token_of(&TXN, &headers(pairs));
+        assert_eq!(t(&[]), Presented::Missing);
+        assert_eq!(
+            t(&[("txn-token", " a.b.c ")]),
+            Presented::One("a.b.c".into())
+        );
+        assert_eq!(
+            t(&[("Txn-Token", "a.b.c"), ("txn-token", "a.b.c")]),
+            Presented::Unusable
+        );
+        assert_eq!(t(&[("Txn-Token", "")]), Presented::Unusable);
+        let mut h = HeaderMap::new();
+        h.insert(TXN, http::HeaderValue::from_bytes(b"a.b\xffc").unwrap());
+        assert_eq!(token_of(&TXN, &h), Presented::Unusable);
+        let other = HeaderName::from_static("x-my-token");
+        assert_eq!(
+            token_of(
+                &other,
+                &headers(&[("X-My-Token", "a.b.c"), ("Txn-Token", "x.y.z")])
+            ),
+            Presented::One("a.b.c".into()),
+            "the configured header only"
+        );
+        assert!(!format!("{:?}", Presented::One("secret.token.value".into())).contains("secret"));
+    }
+
+    #[test]
+    fn ext_authz_path_is_the_rest_of_the_request_path() {
+        let q = |uri: &str| {
+            let req = Request::post(uri).body(()).unwrap();
+            let q = ext_authz_query(&TXN, &req);
+            (q.method.unwrap(), q.uri.unwrap())
+        };
+        assert_eq!(
+            q("/ext_authz/orders/1?x=y"),
+            ("POST".into(), "/orders/1?x=y".into())
+        );
+        assert_eq!(q("/ext_authz/"), ("POST".into(), "/".into()));
+        assert_eq!(q("/ext_authz"), ("POST".into(), "/".into()));
+        assert_eq!(q("/ext_authz?a=b"), ("POST".into(), "/?a=b".into()));
+    }
 }

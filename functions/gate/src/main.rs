@@ -33,9 +33,11 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let metrics = std::sync::Arc::new(txbridge_gate::metrics::Metrics::default());
     let _ = tracing::subscriber::set_global_default(txbridge_gate::log::subscriber(
         &filter,
         std::io::stdout,
+        metrics.clone(),
     ));
     let text = match std::fs::read_to_string(&args.config) {
         Ok(t) => t,
@@ -73,7 +75,11 @@ fn main() -> ExitCode {
         }
     };
     let listen = args.listen.unwrap_or(config.listen);
-    runtime.block_on(run(Gate::new(config, verifier), listen, args.grpc_listen))
+    runtime.block_on(run(
+        Gate::new(config, verifier, metrics),
+        listen,
+        args.grpc_listen,
+    ))
 }
 
 async fn run(gate: std::sync::Arc<Gate>, listen: SocketAddr, grpc: Option<SocketAddr>) -> ExitCode {

@@ -1,11 +1,12 @@
 //! The gate's metrics in Prometheus' text format (ARCHITECTURE.md "Metrics"):
-//! `txbridge_gate_decisions_total{decision, route}` and the decision-latency histogram
-//! `txbridge_gate_decision_duration_seconds{decision}`. Never labelled by subject, workload or
-//! transaction.
+//! `txbridge_gate_decisions_total{decision, route}`, the decision-latency histogram
+//! `txbridge_gate_decision_duration_seconds{decision}` and the issuer-key fetches
+//! `txbridge_key_fetches_total{cluster, result}` (counted from the key cache's one log event per
+//! fetch, [`KeyFetchCounter`]). Never labelled by subject, workload or transaction.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, seconds: a cached-key decision takes tens of
@@ -49,6 +50,7 @@ struct Histogram {
 #[derive(Debug, Default)]
 struct Inner {
     decisions: BTreeMap<(Decision, String), u64>,
+    key_fetches: BTreeMap<(String, String), u64>,
     latency: BTreeMap<Decision, Histogram>,
 }
 
@@ -70,6 +72,15 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += secs;
+    }
+
+    /// Counts one issuer-key fetch of `cluster` (the verifier's one key source) with `result`
+    /// (`ok` or the failure's label).
+    pub fn record_key_fetch(&self, cluster: &str, result: &str) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *m.key_fetches
+            .entry((cluster.to_owned(), result.to_owned()))
+            .or_default() += 1;
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -117,7 +128,60 @@ impl Metrics {
                 h.count
             );
         }
+        out.push_str(
+            "# HELP txbridge_key_fetches_total Fetches of the issuer's keys (discovery and JWKS), by result.\n\
+             # TYPE txbridge_key_fetches_total counter\n",
+        );
+        for ((cluster, result), n) in &m.key_fetches {
+            let _ = writeln!(
+                out,
+                "txbridge_key_fetches_total{{cluster=\"{}\",result=\"{}\"}} {n}",
+                escape(cluster),
+                escape(result)
+            );
+        }
         out
+    }
+}
+
+/// A tracing layer counting the key cache's fetch events (target
+/// [`txbridge_jose::KEY_FETCH_TARGET`], fields `cluster` and `result`) into [`Metrics`]. Give it
+/// a filter for that target so other events are not built for it.
+#[derive(Debug, Clone)]
+pub struct KeyFetchCounter(pub Arc<Metrics>);
+
+#[derive(Default)]
+struct FetchFields {
+    cluster: String,
+    result: String,
+}
+
+impl tracing::field::Visit for FetchFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "cluster" => self.cluster = value.to_owned(),
+            "result" => self.result = value.to_owned(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if matches!(field.name(), "cluster" | "result") {
+            self.record_str(field, format!("{value:?}").trim_matches('"'));
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for KeyFetchCounter {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != txbridge_jose::KEY_FETCH_TARGET {
+            return;
+        }
+        let mut f = FetchFields::default();
+        event.record(&mut f);
+        if !f.result.is_empty() {
+            self.0.record_key_fetch(&f.cluster, &f.result);
+        }
     }
 }
 
@@ -157,5 +221,11 @@ mod tests {
             )
         );
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+        m.record_key_fetch("txtoken-service", "ok");
+        assert!(
+            m.render().contains(
+                "txbridge_key_fetches_total{cluster=\"txtoken-service\",result=\"ok\"} 1\n"
+            )
+        );
     }
 }

@@ -645,6 +645,11 @@ fn gate_endpoints_answers_and_metrics() {
         gate.metric("txbridge_gate_decision_duration_seconds_count{decision=\"allow\"}"),
         4
     );
+    assert_eq!(
+        gate.metric("txbridge_key_fetches_total{cluster=\"txtoken-service\",result=\"ok\"}"),
+        1,
+        "one key fetch for all of it"
+    );
     let r = request(gate.http, "GET", "/metrics", &[]);
     assert!(
         r.header("content-type")
@@ -700,6 +705,11 @@ fn keys_unavailable_is_503_never_500_and_bad_tokens_stay_401() {
         gate.metric(
             "txbridge_gate_decisions_total{decision=\"unavailable\",route=\"orders-read\"}"
         ) >= 2
+    );
+
+    assert!(
+        gate.metric("txbridge_key_fetches_total{cluster=\"txtoken-service\",result=\"status\"}")
+            >= 1
     );
 
     // The issuer comes back: after the back-off, keys are had and the token passes.
