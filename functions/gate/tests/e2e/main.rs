@@ -37,9 +37,38 @@ impl Tokens {
 
 /// The cases every proxy must get right: the status the client gets, and whether (and with
 /// what) the upstream was reached.
-fn proxy_cases(proxy: &str, front: SocketAddr, issuer: &Issuer, upstream: &Upstream) -> Tokens {
+fn proxy_cases(
+    proxy: &str,
+    front: SocketAddr,
+    issuer: &Issuer,
+    upstream: &Upstream,
+    unavailable_status: u16,
+) -> Tokens {
     let mut tokens = Tokens::default();
     let stranger = LocalSigner::generate();
+
+    // Keys cold and the issuer down: the gate's 503, as the proxy passes it on (nginx's
+    // auth_request turns it into 500); a bad token is still 401. Then the issuer comes back.
+    *issuer.mode.lock().unwrap() = JwksMode::Fail;
+    let token = tokens.keep(issuer.token("orders:read"));
+    let r = request(front, "GET", "/orders/1", &[("Txn-Token", &token)]);
+    assert_eq!(
+        r.status, unavailable_status,
+        "{proxy}: issuer down: {}",
+        r.body
+    );
+    let r = request(front, "GET", "/orders/1", &[("Txn-Token", "garbage")]);
+    assert_eq!(r.status, 401, "{proxy}: issuer down, bad token: {}", r.body);
+    assert_eq!(upstream.count(), 0, "{proxy}: upstream not reached");
+    *issuer.mode.lock().unwrap() = JwksMode::Serve;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while request(front, "GET", "/orders/1", &[("Txn-Token", &token)]).status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{proxy}: keys never came back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // Allowed: the upstream sees the X-Txbridge-* headers (the client's own forged ones
     // overwritten) and the original Txn-Token, unmodified.
@@ -342,7 +371,7 @@ http {{
         front,
         &dir.path().join("nginx.out"),
     );
-    let tokens = proxy_cases("nginx", front, &issuer, &upstream);
+    let tokens = proxy_cases("nginx", front, &issuer, &upstream, 500);
     checked_log(&gate, &tokens, "nginx");
 }
 
@@ -382,6 +411,8 @@ fn envoy_config(mode: ExtAuthz, front: SocketAddr, gate: &GateProc, up: SocketAd
     };
     let authz = match mode {
         ExtAuthz::Http => r#"
+              # A 5xx of the gate (no keys at all) is an error to Envoy: answer it as 503.
+              status_on_error: { code: ServiceUnavailable }
               http_service:
                 server_uri: { uri: "http://gate", cluster: gate, timeout: 5s }
                 path_prefix: /ext_authz
@@ -472,7 +503,7 @@ fn envoy(mode: ExtAuthz) {
         front,
         &dir.path().join("envoy.out"),
     );
-    let tokens = proxy_cases(name, front, &issuer, &upstream);
+    let tokens = proxy_cases(name, front, &issuer, &upstream, 503);
     checked_log(&gate, &tokens, name);
 }
 
@@ -528,7 +559,7 @@ http://{front} {{
         front,
         &dir.path().join("caddy.out"),
     );
-    let tokens = proxy_cases("caddy", front, &issuer, &upstream);
+    let tokens = proxy_cases("caddy", front, &issuer, &upstream, 503);
     checked_log(&gate, &tokens, "caddy");
 }
 
