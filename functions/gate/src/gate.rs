@@ -101,12 +101,15 @@ pub struct Gate {
     metrics: Arc<Metrics>,
 }
 
-/// Why a request is answered as it is (logged; the client sees a generic description).
+/// Why a request is answered as it is (logged; the client sees a generic description). The
+/// reasons are fixed phrases (txbridge-jose's errors included): never anything from the token.
 enum Verdict {
     Allow(TxTokenClaims),
-    Invalid(&'static str, Option<String>),
+    Invalid(String),
+    /// The reason, and the `txn` of a valid token.
     Deny(&'static str, Option<String>),
-    Unavailable(&'static str, u32),
+    /// The reason, and `Retry-After` seconds.
+    Unavailable(String, u32),
 }
 
 impl Gate {
@@ -157,19 +160,19 @@ impl Gate {
     async fn verdict(&self, token: &Presented, route: Option<usize>) -> Verdict {
         let token = match token {
             Presented::One(t) => t,
-            Presented::Missing => return Verdict::Invalid("no transaction token", None),
+            Presented::Missing => return Verdict::Invalid("no transaction token".into()),
             Presented::Unusable => {
-                return Verdict::Invalid("token header repeated or not printable", None);
+                return Verdict::Invalid("token header repeated or not printable".into());
             }
         };
         let claims = match self.verifier.verify(token).await {
             Ok(c) => c,
-            Err(Error::Invalid(e)) => return Verdict::Invalid(token_reason(e), None),
-            Err(Error::Missing) => return Verdict::Invalid("no transaction token", None),
+            Err(Error::Invalid(e)) => return Verdict::Invalid(e.to_string()),
+            Err(Error::Missing) => return Verdict::Invalid("no transaction token".into()),
             Err(Error::KeysUnavailable(u)) => {
-                return Verdict::Unavailable(key_reason(u.reason), u.retry_after);
+                return Verdict::Unavailable(format!("issuer keys: {}", u.reason), u.retry_after);
             }
-            Err(_) => return Verdict::Unavailable("the verifier is not usable", 5),
+            Err(_) => return Verdict::Unavailable("the verifier is not usable".into(), 5),
         };
         let txn = Some(claims.txn.clone());
         match route {
@@ -209,10 +212,9 @@ impl Gate {
                     route, txn = %claims.txn, trace_id, method, path, "allowed");
                 allow(&claims)
             }
-            Verdict::Invalid(reason, txn) => {
-                let txn = txn.as_deref();
+            Verdict::Invalid(reason) => {
                 tracing::info!(target: DECISION_TARGET, decision = "invalid", status = 401u16,
-                    route, reason, txn, trace_id, method, path, "denied");
+                    route, reason = reason.as_str(), trace_id, method, path, "denied");
                 denial(
                     Decision::Invalid,
                     401,
@@ -233,7 +235,7 @@ impl Gate {
             }
             Verdict::Unavailable(reason, retry_after) => {
                 tracing::warn!(target: DECISION_TARGET, decision = "unavailable", status = 503u16,
-                    route, reason, trace_id, method, path, "denied");
+                    route, reason = reason.as_str(), trace_id, method, path, "denied");
                 let mut a = denial(
                     Decision::Unavailable,
                     503,
@@ -293,49 +295,5 @@ fn denial(decision: Decision, status: u16, error: &str, description: &str) -> An
         status,
         headers,
         body: json!({"error": error, "error_description": description}).to_string(),
-    }
-}
-
-fn token_reason(e: txbridge_verifier::TokenError) -> &'static str {
-    use txbridge_verifier::TokenError as T;
-    match e {
-        T::TooLarge => "token is too large",
-        T::Malformed => "token is not a compact JWS",
-        T::BadHeader => "token header is invalid",
-        T::CritHeader => "token uses a critical header extension",
-        T::WrongType => "token type is not txntoken+jwt",
-        T::AlgorithmNotAllowed => "signing algorithm is not allowed",
-        T::MissingKeyId => "token has no key id",
-        T::UnknownKey => "signing key is unknown",
-        T::BadSignature => "signature is invalid",
-        T::BadClaims => "token claims are invalid",
-        T::WrongIssuer => "issuer is not the expected one",
-        T::MissingAudience => "token has no audience",
-        T::WrongAudience => "audience is not accepted",
-        T::MissingExpiry => "token has no expiry",
-        T::MissingIssuedAt => "token has no issued-at time",
-        T::Expired => "token is expired",
-        T::IssuedInFuture => "token was issued in the future",
-        T::NotYetValid => "token is not valid yet",
-        T::MissingSubject => "token has no subject",
-        T::MissingTxn => "token has no transaction id",
-        _ => "token is invalid",
-    }
-}
-
-fn key_reason(e: txbridge_verifier::KeyFetchError) -> &'static str {
-    use txbridge_verifier::KeyFetchError as K;
-    match e {
-        K::Transport => "keys: request to the issuer failed",
-        K::Status => "keys: issuer answered with a non-200 status",
-        K::TooLarge => "keys: issuer response is too large",
-        K::BadDiscovery => "keys: discovery document is invalid",
-        K::IssuerMismatch => "keys: discovery issuer does not match",
-        K::BadJwksUri => "keys: discovery jwks_uri is not allowed",
-        K::BadJwks => "keys: JWKS is invalid",
-        K::BackingOff => "keys: a recent fetch failed; backing off",
-        K::Timeout => "keys: the issuer took too long",
-        K::RefreshLimited => "keys: refresh limited",
-        _ => "keys: unavailable",
     }
 }

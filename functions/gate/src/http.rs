@@ -13,10 +13,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::gate::{Answer, Gate, Presented, Query};
+
+/// How long a connection may take to send a request's headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The path prefix of Envoy's HTTP ext_authz requests.
 pub const EXT_AUTHZ_PREFIX: &str = "/ext_authz";
@@ -39,7 +42,10 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>) {
                 let gate = gate.clone();
                 async move { Ok::<_, Infallible>(handle(&gate, req).await) }
             });
+            // A client that does not finish its headers within the timeout is dropped.
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

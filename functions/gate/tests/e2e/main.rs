@@ -296,6 +296,18 @@ fn checked_log(gate: &GateProc, tokens: &Tokens, proxy: &str) {
             .is_some_and(|r| r.contains("scope")),
         "{denial}"
     );
+    for reason in [
+        "token is expired",
+        "signature is invalid",
+        "no transaction token",
+    ] {
+        assert!(
+            log.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|l| l["decision"] == "invalid" && l["reason"] == reason),
+            "{proxy}: no invalid line with reason {reason:?}"
+        );
+    }
     let allowed = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
