@@ -17,12 +17,24 @@ pub struct Running {
     /// Where the function under test answers, e.g. `http://127.0.0.1:PORT/lambda-url/txbridge-lambda`.
     pub base_url: String,
     child: Child,
+    /// A process this one needs (e.g. the Runtime API an emulated function polls), stopped after it.
+    companion: Option<Box<Running>>,
 }
 
 impl Running {
     /// Wraps a child started in its own process group (`process_group(0)`).
     pub fn new(base_url: String, child: Child) -> Self {
-        Running { base_url, child }
+        Running {
+            base_url,
+            child,
+            companion: None,
+        }
+    }
+
+    /// Ties `other` to this process: it is stopped (by its own group) right after this one.
+    pub fn with_companion(mut self, other: Running) -> Self {
+        self.companion = Some(Box::new(other));
+        self
     }
 
     /// Has the process exited? (Reaps it if so.)

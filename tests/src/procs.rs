@@ -402,3 +402,130 @@ fn start_lambda_with(
     )?;
     Ok((running, log, dir))
 }
+
+/// The environment variable naming a `txbridge-lambda` bootstrap built for aarch64 (set by
+/// `.ci/run` after its cross build); `tests/lambda_arm64.rs` runs it under qemu.
+pub const ARM64_BOOTSTRAP_VAR: &str = "TXBRIDGE_ARM64_BOOTSTRAP";
+
+/// Where `qemu-aarch64` finds the aarch64 loader and libc (Debian's libc6-arm64-cross).
+pub const AARCH64_SYSROOT: &str = "/usr/aarch64-linux-gnu";
+
+/// Where the emulated function answers: cargo-lambda's Runtime API without a function of its own
+/// serves the function named `_` (a request for any other name makes it try to build one).
+pub fn emulated_base_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/lambda-url/_")
+}
+
+/// Checks that `path` is an aarch64 ELF executable (so that a misplaced x86_64 build cannot pass
+/// for the arm64 one).
+pub fn check_aarch64_elf(path: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    // ELF magic, 64-bit, little-endian; e_machine (offset 18, u16) 183 = EM_AARCH64.
+    let machine = bytes.get(18..20).map(|m| u16::from_le_bytes([m[0], m[1]]));
+    if !bytes.starts_with(b"\x7fELF\x02\x01") || machine != Some(183) {
+        bail!(
+            "{} is not an aarch64 ELF executable (e_machine {machine:?})",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs a Lambda `bootstrap` built for aarch64 under `qemu-aarch64` against cargo-lambda's
+/// Runtime API (`cargo lambda watch --only-lambda-apis`: the emulator's Function URL and Runtime
+/// API without a function of its own) on `port`, with this config and signing key; returns once
+/// `/healthz` answers 200 at [`emulated_base_url`]. The function's output goes to the returned
+/// log; the emulator's to `api.log` beside it.
+pub fn start_lambda_emulated(
+    port: u16,
+    bootstrap: &Path,
+    config: &str,
+    key: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Running, PathBuf, TempDir)> {
+    check_aarch64_elf(bootstrap)?;
+    let qemu = "qemu-aarch64";
+    if Command::new(qemu).arg("--version").output().is_err()
+        || !Path::new(AARCH64_SYSROOT).join("lib").exists()
+    {
+        bail!("{qemu} or {AARCH64_SYSROOT} missing: apt-get install qemu-user libc6-arm64-cross");
+    }
+    let dir = TempDir::new("lambda-arm64");
+    let cfg = dir.path("config.toml");
+    std::fs::write(&cfg, config)?;
+
+    // The Runtime API. It stops when its stdin closes: the pipe stays open while `api` lives.
+    let api_log = dir.path("api.log");
+    let out = std::fs::File::create(&api_log)?;
+    let mut cmd = Command::new("cargo");
+    // It reads the package's metadata even so.
+    cmd.current_dir(workspace_root().join("functions/lambda"))
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+        ])
+        .env("PATH", cargo_lambda_path()?)
+        .env_remove("RUST_LOG")
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .stdin(Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut api = Running::new(
+        emulated_base_url(port),
+        cmd.spawn()
+            .context("spawn cargo lambda watch --only-lambda-apis")?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = api.try_wait() {
+            bail!(
+                "the Runtime API exited ({status}); log:\n{}",
+                tail(&api_log)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("the Runtime API is not listening; log:\n{}", tail(&api_log));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The function, as Lambda starts it: the Runtime API's address and the function's identity
+    // in the environment.
+    let log = dir.path("lambda.log");
+    let out = std::fs::File::create(&log)?;
+    let mut cmd = Command::new(qemu);
+    cmd.arg("-L")
+        .arg(AARCH64_SYSROOT)
+        .arg(bootstrap)
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("TXBRIDGE_CONFIG_FILE", &cfg)
+        .env("TXBRIDGE_SIGNING_KEY", key)
+        .env_remove("RUST_LOG")
+        .env_remove("TXBRIDGE_CONFIG")
+        .envs(env.iter().copied())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .stdin(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut running = Running::new(emulated_base_url(port), cmd.spawn().context("spawn qemu")?)
+        .with_companion(api);
+    wait_answering(
+        &format!("{}/healthz", running.base_url),
+        &mut running,
+        Duration::from_secs(120),
+        &log,
+        true,
+    )?;
+    Ok((running, log, dir))
+}

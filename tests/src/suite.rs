@@ -331,6 +331,41 @@ pub fn start_lambda_env(clusters: &[&str], config: fn(&str) -> String) -> anyhow
     })
 }
 
+/// The same for a Lambda bootstrap built for aarch64, run under `qemu-aarch64` behind
+/// cargo-lambda's Runtime API. Cases that start peers would start the native debug build: run
+/// only [`CROSS_BUILD_CASES`] against it.
+pub fn start_lambda_emulated_env(
+    bootstrap: &std::path::Path,
+    clusters: &[&str],
+    config: fn(&str) -> String,
+) -> anyhow::Result<Started> {
+    let _busy = shared();
+    let harness = Harness::start(clusters)?;
+    let port = crate::free_port();
+    let issuer = crate::procs::emulated_base_url(port);
+    let (toml, key) = harness.config(&issuer)?;
+    let config = config(&toml);
+    let (running, log, dir) = crate::procs::start_lambda_emulated(
+        port,
+        bootstrap,
+        &config,
+        &key,
+        &[("RUST_LOG", TRACE)],
+    )?;
+    let f = Function {
+        base_url: running.base_url.clone(),
+        issuer,
+        logs: vec![log],
+        shell: Shell::Lambda,
+        config,
+    };
+    Ok(Started {
+        env: Env::new(harness, f, key),
+        _function: running,
+        _dir: Some(dir),
+    })
+}
+
 /// The same for the Worker under workerd. Its port is chosen at start, so its issuer is a name,
 /// not where it is served.
 pub fn start_worker_env(clusters: &[&str], config: fn(&str) -> String) -> anyhow::Result<Started> {
@@ -2037,6 +2072,18 @@ pub fn run_all(env: &Env, cases: &[Case]) {
         failures.join("\n")
     );
 }
+
+/// The cases a cross-built Lambda runs under emulation (`tests/lambda_arm64.rs`): the cross build
+/// is correct, not slower or faster (emulated timings mean nothing). Healthz, metadata and the
+/// JWKS; an RS256 (alpha) and an ES256 (beta) exchange verified against the JWKS; refusals; a
+/// replacement; no secret in the trace-level logs.
+pub const CROSS_BUILD_CASES: &[Case] = &[
+    ("metadata documents", metadata_documents),
+    ("happy path, two clusters", happy_path_two_clusters),
+    ("unknown cluster and policy", unknown_cluster_and_policy),
+    ("replacement TxTokens", replacement),
+    ("leak check", leak_check),
+];
 
 /// Runs every case; reports all failures at once. `label` names the target in the timing line.
 pub fn run(env: &Env, label: &str) {
