@@ -73,3 +73,39 @@ fn der_signatures_become_low_s_jose() {
     }
     assert!(der_to_jose_low_s(b"\x30\x02\x01").is_err());
 }
+
+/// Built without the `kms` feature (a `local`-signer deployment), a config naming a KMS signer
+/// is refused when the function starts, with a line that says why and what to use instead: no
+/// panic, no AWS call.
+#[cfg(all(feature = "local", not(feature = "kms")))]
+#[test]
+fn kms_kinds_without_the_kms_feature_are_a_clear_setup_error() {
+    use crate::{SetupError, SignerConfig, SignerKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for kind in [
+        SignerKind::Kms {
+            key_id: "alias/txbridge".into(),
+            previous_key_ids: vec![],
+        },
+        SignerKind::KmsWrapped {
+            wrapped_key: "AAAA".into(),
+        },
+    ] {
+        let name = kind.as_str();
+        let config = SignerConfig {
+            kind,
+            previous_public_keys: vec![],
+        };
+        let err = rt
+            .block_on(config.key_set(None, |k| std::sync::Arc::new(k)))
+            .expect_err("refused");
+        assert!(matches!(err, SetupError::NotBuilt(n) if n == name), "{err}");
+        let line = err.to_string();
+        assert!(
+            line.contains(&format!("kind = \"{name}\"")) && line.contains("feature `kms`"),
+            "{line}"
+        );
+    }
+}

@@ -229,3 +229,30 @@ async fn repeated_workload_headers_arrive_joined_and_are_refused() {
     );
     assert!(body.get("access_token").is_none());
 }
+
+/// Built without the `kms` feature (`--no-default-features --features aws-lc`, a `local`-signer
+/// deployment), a config naming a KMS signer does not start: a start-up error that names the
+/// feature (the function logs it and answers 503), not a panic.
+#[cfg(not(feature = "kms"))]
+#[tokio::test]
+async fn kms_signer_without_the_kms_feature_is_a_startup_error() {
+    let config = Config::from_toml_str(&format!(
+        r#"issuer = "https://tts.example.test"
+[signer]
+kind = "kms"
+key_id = "alias/txbridge"
+[[clusters]]
+name = "prod"
+issuer = "{ISS}"
+jwks_url = "{JWKS}"
+audiences = ["txbridge"]
+"#
+    ))
+    .unwrap();
+    let err = txbridge_lambda::build(config, None).await.unwrap_err();
+    assert!(
+        matches!(err, txbridge_lambda::StartupError::Signer(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("feature `kms`"), "{err}");
+}
