@@ -10,6 +10,7 @@
 #   --profile NAME (or TXBRIDGE_LAMBDA_PROFILE=NAME)  another Cargo profile, e.g. ci-arm64 (CI's
 #                                                     e2e build under qemu; never deployed), whose
 #                                                     zip goes to target/lambda-NAME/ instead
+#   --lambda-dir DIR                                  the zip goes to DIR/txbridge-lambda/ instead
 #   anything else is passed to `cargo lambda build`, e.g. `--no-default-features --features aws-lc`
 #   (no KMS signers) or `-p hello-lambda` (also build the benchmark's hello world)
 #
@@ -26,10 +27,12 @@ arch="${1:-}"
 [ $# -gt 0 ] && shift
 profile="${TXBRIDGE_LAMBDA_PROFILE:-release}"
 extra=()
+lambda_dir_arg=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) [ $# -ge 2 ] || usage; profile="$2"; shift 2 ;;
     --profile=*) profile="${1#--profile=}"; shift ;;
+    --lambda-dir) [ $# -ge 2 ] || usage; lambda_dir_arg="$2"; shift 2 ;;
     *) extra+=("$1"); shift ;;
   esac
 done
@@ -69,6 +72,7 @@ else
   prof=(--profile "$profile")
   lambda_dir="$target_dir/lambda-$profile"
 fi
+[ -z "$lambda_dir_arg" ] || lambda_dir="$lambda_dir_arg"
 cargo lambda build "${prof[@]}" --target "$target" --output-format zip --lambda-dir "$lambda_dir" \
   -p txbridge-lambda "${extra[@]}" >&2
 
