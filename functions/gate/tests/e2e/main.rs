@@ -5,6 +5,7 @@
 //! Every test starts its own processes on free loopback ports, so they run concurrently.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod lambda;
 mod support;
 
 use std::net::SocketAddr;
@@ -344,63 +345,7 @@ fn nginx_auth_request() {
     let issuer = Issuer::start();
     let upstream = Upstream::start();
     let gate = GateProc::start(&gate_config(&issuer, ""), "trace");
-    let dir = TempDir::new("nginx");
-    let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let w = dir.path().display().to_string();
-    let pass: String = ["txn", "sub", "scope", "req_wl"]
-        .iter()
-        .map(|h| {
-            let name = h.replace('_', "-");
-            format!(
-                "      auth_request_set $tx_{h} $upstream_http_x_txbridge_{h};\n      proxy_set_header X-Txbridge-{name} $tx_{h};\n"
-            )
-        })
-        .collect();
-    let conf = format!(
-        r#"daemon off;
-master_process off;
-pid {w}/nginx.pid;
-error_log {w}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {w}/body;
-  proxy_temp_path {w}/proxy;
-  fastcgi_temp_path {w}/fastcgi;
-  uwsgi_temp_path {w}/uwsgi;
-  scgi_temp_path {w}/scgi;
-  server {{
-    listen {front};
-    location = /_auth {{
-      internal;
-      proxy_pass http://{gate}/auth;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-    }}
-    location / {{
-      auth_request /_auth;
-{pass}      proxy_pass http://{up};
-    }}
-  }}
-}}
-"#,
-        gate = gate.http,
-        up = upstream.server.addr,
-    );
-    let path = dir.path().join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let _nginx = start_proxy(
-        "nginx",
-        Command::new(nginx)
-            .arg("-c")
-            .arg(&path)
-            .arg("-p")
-            .arg(dir.path()),
-        front,
-        &dir.path().join("nginx.out"),
-    );
+    let (_nginx, front, _dir) = start_nginx(&nginx, gate.http, upstream.server.addr);
     let tokens = proxy_cases("nginx", front, &issuer, &upstream, 500);
     checked_log(&gate, &tokens, "nginx");
 }

@@ -591,3 +591,64 @@ pub fn start_proxy(name: &str, cmd: &mut Command, front: SocketAddr, log: &Path)
 pub fn map(headers: &[(String, String)]) -> BTreeMap<String, String> {
     headers.iter().cloned().collect()
 }
+
+/// nginx on a free loopback port: `auth_request` to the gate's `/auth`, the four
+/// `X-Txbridge-*` answers forwarded, then `proxy_pass` to `up`. Stopped when the `Proc` drops.
+pub fn start_nginx(nginx: &Path, gate: SocketAddr, up: SocketAddr) -> (Proc, SocketAddr, TempDir) {
+    let dir = TempDir::new("nginx");
+    let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let w = dir.path().display().to_string();
+    let pass: String = ["txn", "sub", "scope", "req_wl"]
+        .iter()
+        .map(|h| {
+            let name = h.replace('_', "-");
+            format!(
+                "      auth_request_set $tx_{h} $upstream_http_x_txbridge_{h};\n      proxy_set_header X-Txbridge-{name} $tx_{h};\n"
+            )
+        })
+        .collect();
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+pid {w}/nginx.pid;
+error_log {w}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {w}/body;
+  proxy_temp_path {w}/proxy;
+  fastcgi_temp_path {w}/fastcgi;
+  uwsgi_temp_path {w}/uwsgi;
+  scgi_temp_path {w}/scgi;
+  server {{
+    listen {front};
+    location = /_auth {{
+      internal;
+      proxy_pass http://{gate}/auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Method $request_method;
+    }}
+    location / {{
+      auth_request /_auth;
+{pass}      proxy_pass http://{up};
+    }}
+  }}
+}}
+"#
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let proc = start_proxy(
+        "nginx",
+        Command::new(nginx)
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir.path()),
+        front,
+        &dir.path().join("nginx.out"),
+    );
+    (proc, front, dir)
+}
