@@ -157,4 +157,6 @@ EOF
 python3 "$ROOT/bench/report.py" "$ROOT" >"$ROOT/BENCHMARKS.md"
 # Section 8 (contract v3: conditions, metrics, the Worker with a fleet's config).
 bash "$ROOT/bench/contract-v3.sh" >/dev/null
+# Section 9 (the consumer gate behind Envoy and nginx vs Envoy's jwt_authn).
+bash "$ROOT/bench/gate.sh" >/dev/null
 log "wrote BENCHMARKS.md"
