@@ -509,12 +509,33 @@ w("- Cut, measured in this session: fat LTO instead of thin (binary 13.9 -> 11.8
   "opt-level 3 (the crypto paths are C, the rest is not worth slowing).")
 w("- Not cut: replacing aws-config by a credentials-from-environment provider would drop STS and "
   "the credential chain (~0.5 MB of .text) but also every non-environment credential source; it "
-  "is a product decision of its own (notes).")
-if sizes.get("aarch64_std"):
-    w("- arm64: an aarch64 std is installed but this script does not cross-build yet.")
+  "is a product decision of its own (below).")
+w("")
+arch_md = f"{OUT}/sizes-arch.md"
+w("### Size on arm64 (Graviton) and x86_64, with and without the KMS signers")
+w("")
+if os.path.exists(arch_md):
+    w(open(arch_md).read().rstrip("\n"))
 else:
-    w("- arm64 (Graviton): **not measured.** No `aarch64-unknown-linux-gnu` std is available offline "
-      "(not in the rustup toolchains, not in Debian's rustc-web); a figure would be a guess.")
+    w("Not measured in this run (`bash bench/sizes.sh` builds the table).")
+w("")
+w("- **arm64 timings need a Graviton host.** The arm64 build is cross-compiled here and runs only "
+  "under qemu-user (CI runs the e2e subset that way: correctness, `tests/tests/lambda_arm64.rs`); "
+  "emulated timings mean nothing, so this file gives arm64 sizes only and every cold-start and "
+  "warm figure above is x86_64.")
+w("- **Without the KMS signers** (`--no-default-features --features aws-lc`): no AWS SDK at all "
+  "(aws-config, aws-sdk-kms, the smithy runtime and its HTTP client). For a `local`-signer "
+  "deployment only; a config naming `kms` or `kms-wrapped` is then refused at start (logged, 503). "
+  "The Terraform module deploys KMS signing, so its zip keeps the default features.")
+w("- **aws-config or an env-only credential provider: a product decision, not taken.** With the "
+  "KMS signers, aws-config brings the whole default credential chain (environment, profile files, "
+  "SSO, web identity, ECS and IMDS, STS role assumption). On Lambda the execution role's "
+  "credentials arrive in the environment, so an env-only provider would sign just as well there "
+  "and drop STS and the chain (~0.5 MB of .text; the gap between the rows with and without KMS, "
+  "the whole SDK, bounds it); but txbridge would then no longer run with KMS anywhere the "
+  "credentials come from elsewhere (a container with a task role, a VM with an instance profile, "
+  "a developer's SSO profile, a LocalStack set-up through a profile). It stays aws-config until "
+  "the product decides that KMS signing is Lambda-only.")
 w("")
 
 w("## 5. Worker (wasm32, workerd)")

@@ -7,7 +7,8 @@
 # on 2 shared cores from a warm build: it also builds the baseline Worker, a Lambda with jitter entropy,
 # the deployment zips and an unstripped binary for per-crate sizes).
 #
-# Knobs: BENCH_SECS (criterion measurement time per benchmark, default 3), BENCH_SKIP_WORKER=1
+# Knobs: BENCH_SECS (criterion measurement time per benchmark, default 3), BENCH_SKIP_ARCH_SIZES=1
+# (no arm64/x86_64 size table: bench/sizes.sh), BENCH_SKIP_WORKER=1
 # (no workerd section), BENCH_SKIP_CALLGRIND=1, BENCH_WORKER_BASELINE (a git revision whose Worker
 # build is measured in the same run as the current one; default 4a98ac5, the last build that
 # verified and signed with rsa/p256 inside wasm; empty: none).
@@ -47,6 +48,13 @@ export TXBRIDGE_BENCH_LAMBDA_JITTER_BIN="$ROOT/target/bench-jitter/release/txbri
 CL_BIN=$(bash "$ROOT/.ci/lambda.sh" install)
 PATH="$CL_BIN:$PATH" cargo lambda build -q --release --output-format zip -p txbridge-lambda -p hello-lambda \
   >"$OUT/lambda-zip.log" 2>&1 || { tail -20 "$OUT/lambda-zip.log" >&2; exit 1; }
+# Both architectures' zips, with and without the KMS signers, and the hello world's, each built by
+# functions/lambda/build.sh (bench/sizes.sh; the arm64 ones are cross builds with build-std).
+# BENCH_SKIP_ARCH_SIZES=1 skips them (BENCHMARKS.md then says so).
+if [ "${BENCH_SKIP_ARCH_SIZES:-}" != 1 ]; then
+  rm -f "$OUT"/sizes-*.tsv "$OUT/sizes-arch.md"
+  bash "$ROOT/bench/sizes.sh" >/dev/null
+fi
 # Per-crate .text sizes of the Lambda (cargo-bloat, when installed in the tools dir).
 BLOAT="${TXBRIDGE_TOOLS:-$HOME/.cache/txbridge}/bin-root/bin"
 if [ -x "$BLOAT/cargo-bloat" ]; then
