@@ -55,15 +55,22 @@ res = {}
 for arch, what, binary, zipped, secs in rows:
     res.setdefault(arch, {})[what] = {"binary": int(binary), "zip": int(zipped),
                                       "build_s": int(secs) if secs else None}
-rustc = subprocess.run(["/usr/bin/rustc", "-V"], capture_output=True, text=True).stdout.strip()
+def rustc_version(rustc):
+    try:
+        v = subprocess.run([rustc, "-V"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+    return " ".join(v.split()[:2])  # "rustc 1.96.0"
+rustc = rustc_version("/usr/bin/rustc")
+rustc_path = rustc_version("rustc")
 json.dump({"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "rustc_arm64": rustc, "sizes": res}, open(sys.argv[2], "w"), indent=1)
+           "rustc_arm64": rustc, "rustc_x86_64": rustc_path, "sizes": res}, open(sys.argv[2], "w"), indent=1)
 md = []
 w = md.append
 w(f"Release profile, `bash functions/lambda/build.sh ARCH` (cargo-lambda, zig links), measured "
   f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d} by `bash bench/sizes.sh`. arm64 is "
-  f"cross-built with Debian's {rustc or 'rustc'} and build-std (`../shared/toolchain/ARM64.md`); "
-  f"x86_64 with the toolchain on PATH. \"without KMS\" is `--no-default-features --features "
+  f"cross-built with Debian's {rustc or 'rustc'} and build-std (`../shared/toolchain/ARM64.md`), "
+  f"x86_64 with the {rustc_path or 'rustc'} on PATH. \"without KMS\" is `--no-default-features --features "
   f"aws-lc`: the `local` signer only, no AWS SDK.")
 w("")
 w("| | binary (stripped) | zip | zip vs hello world |")
