@@ -163,6 +163,8 @@ sizes["aarch64_std"] = os.path.isdir(f"{sysroot}/lib/rustlib/aarch64-unknown-lin
 json.dump({"machine": m, "sizes": sizes}, open(f"{out}/extra.json", "w"))
 EOF
 python3 "$ROOT/bench/report.py" "$ROOT" >"$ROOT/BENCHMARKS.md"
+# Section 4b (the cold start interleaved with the hello world's, two runs compared).
+bash "$ROOT/bench/cold-start.sh" >/dev/null
 # Section 8 (contract v3: conditions, metrics, the Worker with a fleet's config).
 bash "$ROOT/bench/contract-v3.sh" >/dev/null
 # Section 9 (the consumer gate behind Envoy and nginx vs Envoy's jwt_authn).

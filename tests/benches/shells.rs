@@ -17,6 +17,12 @@
 //!   a real fleet's: 16 clusters, 7 policies (4 with `workloads` globs), the workload header and a
 //!   3-member `request_details`; without and with a policy condition (CEL).
 //!
+//! - `cold-interleaved`: init and start -> first answer of the release hello world and of
+//!   `txbridge-lambda` (`local` signer), started alternately (the order flips every round) so that
+//!   the machine's drift hits both alike: per-binary medians, the ratio of medians, and the
+//!   spread of the per-round ratios. `bench/cold-start.sh` runs it twice (two processes) and
+//!   compares the two runs' ratios.
+//!
 //! Results go to `$TXBRIDGE_BENCH_OUT` (default `target/bench/shells.json`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -52,6 +58,12 @@ fn main() {
         record(
             "cold_start",
             cold_start(runs("TXBRIDGE_BENCH_COLD_RUNS", 15)),
+        );
+    }
+    if want("cold-interleaved") {
+        record(
+            "cold_interleaved",
+            cold_interleaved(runs("TXBRIDGE_BENCH_COLD_ROUNDS", 100)),
         );
     }
     if want("lambda") {
@@ -393,11 +405,16 @@ fn cold_series(
 }
 
 /// A release binary: `$TXBRIDGE_BENCH_RELEASE_DIR/NAME` (a profile experiment's target dir),
-/// else `target/release/NAME`.
+/// else `release/NAME` under `$CARGO_TARGET_DIR` or the workspace's `target`.
 fn release_bin(name: &str) -> anyhow::Result<PathBuf> {
     let dir = std::env::var_os("TXBRIDGE_BENCH_RELEASE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/release"));
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace_root().join("target"))
+                .join("release")
+        });
     let bin = dir.join(name);
     ensure!(
         bin.exists(),
@@ -521,6 +538,126 @@ fn cold_start(runs: usize) -> anyhow::Result<Value> {
     Ok(Value::Object(out))
 }
 
+/// The `q` quantile (0..=1, nearest rank) of `v`, sorted in place.
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// p10, p25, median, p75, p90 of `v`.
+fn spread(v: &[f64]) -> Value {
+    let mut v = v.to_vec();
+    json!({
+        "n": v.len(),
+        "p10": quantile(&mut v, 0.10),
+        "p25": quantile(&mut v, 0.25),
+        "median": quantile(&mut v, 0.50),
+        "p75": quantile(&mut v, 0.75),
+        "p90": quantile(&mut v, 0.90),
+    })
+}
+
+/// Cold starts that hold still: the hello world, `txbridge-lambda` (`local` signer, the exchange
+/// of `cold_start`) and, when `TXBRIDGE_BENCH_LAMBDA_NOKMS_BIN` names one, the same built without
+/// the KMS signers, started in turn `rounds` times each, the order rotated every round, each
+/// against a fresh loopback Runtime API. Medians per binary, their ratios to the hello world's, and
+/// the spread of the per-round ratios (each start over the hello world's start in the same round).
+/// Also the in-process init steps with the shipped crypto backend.
+fn cold_interleaved(rounds: usize) -> anyhow::Result<Value> {
+    let txbridge = release_bin("txbridge-lambda")?;
+    let hello = release_bin("hello-lambda")?;
+    let harness = Harness::start(&["name=alpha,alg=RS256"])?;
+    let (config, key) = harness.config("https://tts.example.test")?;
+    let dir = TempDir::new("cold-interleaved");
+    let path = dir.path("local.toml");
+    std::fs::write(&path, &config)?;
+    let token = harness.token("alpha", "payments", "checkout", &["txbridge"], 3600)?;
+    let tx_env = vec![
+        (
+            "TXBRIDGE_CONFIG_FILE".to_owned(),
+            path.display().to_string(),
+        ),
+        ("TXBRIDGE_SIGNING_KEY".to_owned(), key.clone()),
+    ];
+    let tx_events = vec![function_url_event(&token), function_url_event(&token)];
+    let hello_event = function_url_request("GET", "/", "");
+    let hello_events = vec![hello_event.clone(), hello_event];
+
+    // (name in the results, binary, environment, events); the hello world first.
+    let mut binaries = vec![
+        ("hello_world", hello, vec![], hello_events),
+        (
+            "txbridge_local",
+            txbridge,
+            tx_env.clone(),
+            tx_events.clone(),
+        ),
+    ];
+    if let Some(bin) = std::env::var_os("TXBRIDGE_BENCH_LAMBDA_NOKMS_BIN") {
+        binaries.push(("txbridge_local_without_kms", bin.into(), tx_env, tx_events));
+    }
+    let start = |i: usize| -> anyhow::Result<Cold> {
+        let (name, bin, env, events) = &binaries[i];
+        let c = cold_run(bin, env, events)?;
+        ensure!(
+            c.statuses.iter().all(|s| *s == 200),
+            "{name}: statuses {:?}",
+            c.statuses
+        );
+        Ok(c)
+    };
+    // One unrecorded start of each: the page cache, the harness's first fetch.
+    for i in 0..binaries.len() {
+        start(i)?;
+    }
+    let n = binaries.len();
+    let mut init = vec![Vec::new(); n];
+    let mut first = vec![Vec::new(); n];
+    let mut init_ratio = vec![Vec::new(); n];
+    let mut first_ratio = vec![Vec::new(); n];
+    for r in 0..rounds {
+        let mut got: Vec<Option<Cold>> = (0..n).map(|_| None).collect();
+        for k in 0..n {
+            let i = (r + k) % n;
+            got[i] = Some(start(i)?);
+        }
+        let got: Vec<Cold> = got.into_iter().flatten().collect();
+        for (i, c) in got.iter().enumerate() {
+            init[i].push(c.init);
+            first[i].push(c.first_answer);
+            init_ratio[i].push(ms(c.init) / ms(got[0].init));
+            first_ratio[i].push(ms(c.first_answer) / ms(got[0].first_answer));
+        }
+    }
+    let median = |v: &[Duration]| summary(v)["median_ms"].as_f64().unwrap_or(f64::NAN);
+    let mut out = serde_json::Map::new();
+    out.insert("rounds".into(), json!(rounds));
+    for (i, (name, bin, _, _)) in binaries.iter().enumerate() {
+        out.insert(
+            (*name).into(),
+            json!({
+                "binary": bin.display().to_string(),
+                "binary_bytes": std::fs::metadata(bin)?.len(),
+                "init": summary(&init[i]),
+                "start_to_first_answer": summary(&first[i]),
+                "init_ratio_of_medians": median(&init[i]) / median(&init[0]),
+                "first_answer_ratio_of_medians": median(&first[i]) / median(&first[0]),
+                "init_ratio_per_round": spread(&init_ratio[i]),
+                "first_answer_ratio_per_round": spread(&first_ratio[i]),
+            }),
+        );
+    }
+    out.insert(
+        "init_phases_in_process".into(),
+        init_phases(&config, &key, rounds)?,
+    );
+    Ok(Value::Object(out))
+}
+
 fn runs_warm() -> usize {
     runs("TXBRIDGE_BENCH_INVOCATIONS", 300)
 }
@@ -600,7 +737,11 @@ fn init_phases(config: &str, key: &str, runs: usize) -> anyhow::Result<Value> {
         let col: Vec<Duration> = rounds.iter().map(|r| r[i]).collect();
         median.insert((*name).into(), summary(&col)["median_ms"].clone());
     }
-    Ok(json!({ "first_ms": first, "median_ms": median }))
+    Ok(json!({
+        "first_ms": first,
+        "median_ms": median,
+        "sign_backend": txbridge_signer::SIGN_BACKEND,
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
