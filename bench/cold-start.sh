@@ -114,8 +114,9 @@ if ph:
       f"{md['config_parse']:.3f} ms, signing key load {md['key_load']:.3f} ms, HTTP client "
       f"{md['http_client']:.3f} ms, `TxBridge::new` {md['txbridge_new']:.3f} ms: "
       f"{sum(md.values()):.2f} ms together. The rest is outside these steps: mostly the loader and "
-      "the kernel mapping, faulting in and relocating a larger binary (below; `perf` over the "
-      "starts puts most of the extra time in the kernel's page faults and in `ld.so`).")
+      "the kernel mapping, faulting in and relocating a larger binary (below; `perf` over whole "
+      "starts, init and both events, finds page faults the largest extra, ahead of the "
+      "exchanges' own work).")
     w("")
 rows = []
 for key, name in NAMES:
