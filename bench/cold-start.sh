@@ -139,16 +139,8 @@ if rows:
 w("<!-- end of section 4b -->")
 section = "\n".join(L) + "\n"
 
-path = f"{root}/BENCHMARKS.md"
-text = open(path).read()
-start = text.find("<!-- section 4b:")
-end = text.find("<!-- end of section 4b -->")
-if start >= 0 and end >= 0:
-    text = text[:start] + section + text[end + len("<!-- end of section 4b -->\n"):]
-else:
-    at = text.find("## 5. ")
-    text = text[:at] + section + "\n" + text[at:] if at >= 0 else text.rstrip("\n") + "\n\n" + section
-open(path, "w").write(text)
-print(section)
+sys.path.insert(0, f"{root}/bench")
+from section import replace_section
+replace_section(f"{root}/BENCHMARKS.md", "4b", section, before="## 5. ")
 EOF
 log "wrote section 4b of BENCHMARKS.md"

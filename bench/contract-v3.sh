@@ -207,15 +207,8 @@ if workers:
 w("<!-- end of section 8 -->")
 section = "\n".join(L) + "\n"
 
-path = f"{root}/BENCHMARKS.md"
-text = open(path).read()
-start = text.find("<!-- section 8:")
-end = text.find("<!-- end of section 8 -->")
-if start >= 0 and end >= 0:
-    text = text[:start] + section + text[end + len("<!-- end of section 8 -->\n"):]
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open(path, "w").write(text)
-print(section)
+sys.path.insert(0, f"{root}/bench")
+from section import replace_section
+replace_section(f"{root}/BENCHMARKS.md", "8", section)
 EOF
 log "wrote section 8 of BENCHMARKS.md"

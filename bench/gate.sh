@@ -130,15 +130,8 @@ w("")
 w("<!-- end of section 9 -->")
 section = "\n".join(L) + "\n"
 
-path = f"{root}/BENCHMARKS.md"
-text = open(path).read()
-start = text.find("<!-- section 9:")
-end = text.find("<!-- end of section 9 -->")
-if start >= 0 and end >= 0:
-    text = text[:start] + section + text[end + len("<!-- end of section 9 -->\n"):]
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open(path, "w").write(text)
-print(section)
+sys.path.insert(0, f"{root}/bench")
+from section import replace_section
+replace_section(f"{root}/BENCHMARKS.md", "9", section)
 PY
 log "wrote section 9 of BENCHMARKS.md"
