@@ -3,7 +3,9 @@
 # verification backends, in-process throughput) in both crypto configurations (rsa/p256, the
 # Worker's; aws-lc-rs, the Lambda's), instruction counts under callgrind, the
 # thundering-herd test, the Lambda's cold start and size, and the Worker's wasm size and warm
-# timings and CPU under workerd (against a baseline build). One command: `bash bench/run.sh` (about 25 min
+# timings and CPU under workerd (against a baseline build); then the sections other scripts own:
+# 4b (bench/cold-start.sh: cold starts interleaved), 8 (bench/contract-v3.sh), 9 (bench/gate.sh).
+# One command: `bash bench/run.sh` (about 25 min
 # on 2 shared cores from a warm build: it also builds the baseline Worker, a Lambda with jitter entropy,
 # the deployment zips and an unstripped binary for per-crate sizes).
 #
