@@ -247,7 +247,10 @@ fn stale_keys_within_grace(env: &Env) -> anyhow::Result<()> {
 /// falls on both series alike; and the other suites of this process pause their cases meanwhile
 /// ([`crate::suite::quiet`]).
 fn stale_keys_while_the_upstream_hangs(env: &Env) -> anyhow::Result<()> {
-    const N: usize = 60;
+    // 200 of each: the p99 is then the second-slowest, so one scheduling stall of the machine (seen
+    // on a loaded 2-core runner: a single 300 ms request among 60, where the p99 is the slowest)
+    // does not decide it; the failure guarded against slows every request.
+    const N: usize = 200;
     let p99 = |times: &mut Vec<Duration>| {
         times.sort();
         times[(times.len() * 99).div_ceil(100) - 1]
