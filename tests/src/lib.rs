@@ -68,12 +68,21 @@ impl Drop for Running {
     }
 }
 
-/// A free loopback TCP port (bound then released).
+/// A free loopback TCP port (bound then released), never one this process was given before: the
+/// kernel may hand the port it just released to the next bind, so two calls in a row (a server's
+/// HTTP and gRPC ports) could otherwise return the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free loopback port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free loopback port");
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The workspace root (for finding binaries, scripts and the shared target dir).

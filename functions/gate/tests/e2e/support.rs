@@ -18,14 +18,8 @@ use serde_json::{Value, json};
 use txbridge_signer::{LocalSigner, Signer as _};
 use txbridge_test_support::{craft_with, seeded_signer};
 
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A free loopback port, never the same one twice in a test process (txbridge-tests').
+pub use txbridge_tests::free_port;
 
 pub fn now() -> u64 {
     SystemTime::now()
