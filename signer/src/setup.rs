@@ -62,6 +62,10 @@ pub enum SetupError {
         "[signer] kind = \"{0}\" is not built into this binary (feature `kms`): use kind = \"local\" and {SIGNING_KEY_VAR}"
     )]
     NotBuilt(&'static str),
+    #[error(
+        "[signer] kind = \"{0}\" is not supported by the Worker: use kind = \"local\" and the {SIGNING_KEY_VAR} secret"
+    )]
+    LocalOnly(&'static str),
     #[error("key set: {0}")]
     KeySet(KeyError),
 }
@@ -109,5 +113,18 @@ impl SignerConfig {
             other => return Err(SetupError::NotBuilt(other.as_str())),
         };
         KeySet::new(signer, std::mem::take(&mut previous)).map_err(SetupError::KeySet)
+    }
+
+    /// [`key_set`](Self::key_set) for a runtime that signs with the local key only (the Worker,
+    /// which never links the AWS SDK): any other kind is refused, naming `kind = "local"`.
+    pub async fn local_key_set(
+        &self,
+        local_key: Option<&str>,
+        wrap: impl FnOnce(LocalSigner) -> Arc<dyn Signer>,
+    ) -> Result<KeySet, SetupError> {
+        if self.kind != SignerKind::Local {
+            return Err(SetupError::LocalOnly(self.kind.as_str()));
+        }
+        self.key_set(local_key, wrap).await
     }
 }

@@ -74,17 +74,11 @@ fn der_signatures_become_low_s_jose() {
     assert!(der_to_jose_low_s(b"\x30\x02\x01").is_err());
 }
 
-/// Built without the `kms` feature (a `local`-signer deployment), a config naming a KMS signer
-/// is refused when the function starts, with a line that says why and what to use instead: no
-/// panic, no AWS call.
-#[cfg(all(feature = "local", not(feature = "kms")))]
-#[test]
-fn kms_kinds_without_the_kms_feature_are_a_clear_setup_error() {
-    use crate::{SetupError, SignerConfig, SignerKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    for kind in [
+/// The KMS signer kinds, as a config names them.
+#[cfg(feature = "local")]
+fn kms_kinds() -> [crate::SignerKind; 2] {
+    use crate::SignerKind;
+    [
         SignerKind::Kms {
             key_id: "alias/txbridge".into(),
             previous_key_ids: vec![],
@@ -92,7 +86,20 @@ fn kms_kinds_without_the_kms_feature_are_a_clear_setup_error() {
         SignerKind::KmsWrapped {
             wrapped_key: "AAAA".into(),
         },
-    ] {
+    ]
+}
+
+/// Built without the `kms` feature (a `local`-signer deployment), a config naming a KMS signer
+/// is refused when the function starts, with a line that says why and what to use instead: no
+/// panic, no AWS call.
+#[cfg(all(feature = "local", not(feature = "kms")))]
+#[test]
+fn kms_kinds_without_the_kms_feature_are_a_clear_setup_error() {
+    use crate::{SetupError, SignerConfig};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for kind in kms_kinds() {
         let name = kind.as_str();
         let config = SignerConfig {
             kind,
@@ -108,4 +115,34 @@ fn kms_kinds_without_the_kms_feature_are_a_clear_setup_error() {
             "{line}"
         );
     }
+}
+
+/// A runtime that signs with the local key only (the Worker) refuses the KMS kinds, with the
+/// feature built or not, before any AWS call; the local kind builds as `key_set` does.
+#[cfg(feature = "local")]
+#[test]
+fn local_key_set_refuses_the_kms_kinds() {
+    use crate::{LocalSigner, SetupError, SignerConfig, SignerKind};
+    let config = |kind| SignerConfig {
+        kind,
+        previous_public_keys: vec![],
+    };
+    let wrap = |k| std::sync::Arc::new(k) as std::sync::Arc<dyn crate::Signer>;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for kind in kms_kinds() {
+        let name = kind.as_str();
+        let err = rt
+            .block_on(config(kind).local_key_set(None, wrap))
+            .expect_err("refused");
+        assert!(
+            matches!(err, SetupError::LocalOnly(n) if n == name),
+            "{err}"
+        );
+        assert!(err.to_string().contains("kind = \"local\""), "{err}");
+    }
+    let key = LocalSigner::generate().to_pkcs8_pem().unwrap().to_string();
+    let set = rt.block_on(config(SignerKind::Local).local_key_set(Some(&key), wrap));
+    assert!(set.is_ok());
 }
