@@ -12,7 +12,7 @@
 //! `tests/layers.rs` checks it):
 //!
 //! ```text
-//! handler                          routes, the exchange, responses
+//! handler  startup                 routes, the exchange, responses; the engine, built once
 //! replace                          TxToken replacement
 //! form  mint                       request parsing; minting
 //! error                            the one error type and its wire mapping
@@ -20,6 +20,7 @@
 //! config                           the TOML config compiler
 //! workload                         workload ids and header rules
 //! policy                           trust policy
+//! condition  subscriber            CEL conditions; the shells' log subscriber
 //! identity                         the verified subject
 //! ---------------------------------------------------------------------------------------------
 //! txbridge-jose                    ports, crypto, JWS/JWKS, claims, key cache, TxTokens
@@ -29,6 +30,8 @@
 
 mod identity;
 mod logline;
+
+mod subscriber;
 
 mod condition;
 
@@ -52,6 +55,7 @@ mod replace;
 mod service;
 
 mod handler;
+mod startup;
 
 // The service: what a shell builds once and calls per request.
 pub use error::{Error, ErrorCode};
@@ -60,7 +64,9 @@ pub use handler::{UPSTREAM_BUDGET, WORKLOAD_HEADERS, error_response, unavailable
 pub use logline::{AnalyticsPoint, EXCHANGE_TARGET, LogLine, METRICS_NAMESPACE, log_line};
 pub use request::ClientIp;
 pub use service::TxBridge;
+pub use startup::{RESTART_INTERVAL, Startup};
 pub use subject::SubjectTokenError;
+pub use subscriber::{LineSubscriber, LogFilter};
 pub use txbridge_jose::trace_id;
 
 // Configuration.

@@ -11,7 +11,7 @@ use std::path::Path;
 /// txbridge-core's layers, bottom first. Modules of one layer do not use each other.
 const CORE: &[&[&str]] = &[
     &["identity", "logline"],
-    &["condition"],
+    &["condition", "subscriber"],
     &["policy"],
     &["workload"],
     &["config"],
@@ -21,7 +21,7 @@ const CORE: &[&[&str]] = &[
     &["mint", "request"],
     &["explain", "replace"],
     &["service"],
-    &["handler"],
+    &["handler", "startup"],
 ];
 
 /// txbridge-jose's layers, bottom first.

@@ -45,6 +45,24 @@ impl BodyBuffer {
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
+
+    /// Reads `body` into a buffer of `limit`, stopping once it is over (the rest is not read).
+    /// A chunk that fails ends the read with its error.
+    pub async fn read<S, B, E>(body: S, limit: usize) -> Result<BodyBuffer, E>
+    where
+        S: futures_util::Stream<Item = Result<B, E>>,
+        B: AsRef<[u8]>,
+    {
+        use futures_util::StreamExt as _;
+        let mut body = std::pin::pin!(body);
+        let mut buffer = BodyBuffer::new(limit);
+        while let Some(chunk) = body.next().await {
+            if !buffer.push(chunk?.as_ref()) {
+                break;
+            }
+        }
+        Ok(buffer)
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +111,29 @@ mod tests {
         assert!(b.push(b"abc"));
         assert!(b.push(b""));
         assert_eq!(b.into_bytes(), b"abc");
+    }
+
+    /// The whole body under the limit; over it, `limit + 1` bytes and no chunk read after
+    /// them; a failed chunk is the read's error.
+    #[test]
+    fn read_stops_once_over_the_limit() {
+        use futures::executor::block_on;
+        use futures::stream::{self, StreamExt as _};
+        let chunks = |c: &[&'static str]| stream::iter(c.to_vec()).map(Ok::<_, &str>);
+        let read = block_on(BodyBuffer::read(chunks(&["ab", "cd"]), 4)).unwrap();
+        assert_eq!(
+            (read.is_over(), read.into_bytes()),
+            (false, b"abcd".to_vec())
+        );
+        let pulled = std::cell::Cell::new(0);
+        let counted = chunks(&["abc", "def", "ghi"]).inspect(|_| pulled.set(pulled.get() + 1));
+        let read = block_on(BodyBuffer::read(counted, 4)).unwrap();
+        assert_eq!(
+            (read.is_over(), read.into_bytes()),
+            (true, b"abcde".to_vec())
+        );
+        assert_eq!(pulled.get(), 2);
+        let failing = stream::iter([Ok("ab"), Err("reset"), Ok("cd")]);
+        assert_eq!(block_on(BodyBuffer::read(failing, 4)).unwrap_err(), "reset");
     }
 }

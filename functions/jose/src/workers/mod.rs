@@ -17,7 +17,6 @@ mod runtime {
     use std::cell::RefCell;
     use std::time::Duration;
 
-    use futures_util::StreamExt as _;
     use futures_util::future::{Either, select};
 
     use super::limits::{self, BodyBuffer};
@@ -105,14 +104,14 @@ mod runtime {
         }
         let mut buffer = BodyBuffer::new(MAX_UPSTREAM_BODY);
         if matches!(response.body(), worker::ResponseBody::Stream(_)) {
-            let mut stream = response
+            let stream = response
                 .stream()
                 .map_err(|e| HttpError::Other(e.to_string()))?;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| HttpError::Other(e.to_string()))?;
-                if !buffer.push(&chunk) {
-                    return Err(HttpError::BodyTooLarge);
-                }
+            buffer = BodyBuffer::read(stream, MAX_UPSTREAM_BODY)
+                .await
+                .map_err(|e| HttpError::Other(e.to_string()))?;
+            if buffer.is_over() {
+                return Err(HttpError::BodyTooLarge);
             }
         }
         builder
