@@ -377,7 +377,7 @@ fn lambda_kms_wrapped_cold_start_failures() {
         .token("alpha", "payments", "checkout", &["txbridge"], 600)
         .unwrap();
     let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + txbridge_lambda::RESTART_INTERVAL + Duration::from_secs(5);
+    let deadline = Instant::now() + txbridge_core::RESTART_INTERVAL + Duration::from_secs(5);
     loop {
         let r = client
             .post(format!("{}/token", lambda.base_url))

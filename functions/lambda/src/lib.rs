@@ -5,14 +5,12 @@
 //! `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true` (the Terraform module sets it); a custom-domain
 //! base path mapping is stripped with `TXBRIDGE_BASE_PATH`.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use futures_util::FutureExt as _;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt as _, Response};
-use tracing::{Level, Metadata};
-use txbridge_core::{ClientIp, Config, TxBridge};
+use txbridge_core::{ClientIp, Config, Startup, TxBridge};
 use txbridge_jose::{ReqwestClient, SystemClock, TokioRuntime};
 use txbridge_signer::SIGNING_KEY_VAR;
 
@@ -63,71 +61,38 @@ pub async fn build(config: Config, local_key: Option<&str>) -> Result<TxBridge, 
     ))
 }
 
-/// How long after a failed start the function tries to start again (on a request).
-pub const RESTART_INTERVAL: Duration = Duration::from_secs(5);
-
 /// The function as the Lambda runtime drives it: the engine built at cold start, or, when that
 /// failed (KMS unreachable or refusing the key, a bad config), built again on a later request at
-/// most every [`RESTART_INTERVAL`]. Until then every request gets the contract's 503 with
-/// `Retry-After`: no token, nothing about the cause in the body (the cause is logged).
+/// most every [`txbridge_core::RESTART_INTERVAL`] ([`Startup`]); until then the contract's 503.
+#[derive(Debug)]
 pub struct Function {
-    engine: tokio::sync::OnceCell<TxBridge>,
-    next_attempt: Mutex<Instant>,
+    startup: Startup,
     base_path: Option<String>,
-}
-
-impl std::fmt::Debug for Function {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Function")
-            .field("started", &self.engine.initialized())
-            .finish_non_exhaustive()
-    }
 }
 
 impl Function {
     /// Tries to build the engine from the environment once, now.
     pub async fn start() -> Function {
+        let now_ms = || {
+            std::time::UNIX_EPOCH
+                .elapsed()
+                .map_or(0, |d| d.as_millis() as u64)
+        };
         let function = Function {
-            engine: tokio::sync::OnceCell::new(),
-            next_attempt: Mutex::new(Instant::now()),
+            startup: Startup::new(now_ms),
             base_path: std::env::var("TXBRIDGE_BASE_PATH").ok(),
         };
         function.engine().await;
         function
     }
 
-    /// The engine, building it when no attempt was made within the last [`RESTART_INTERVAL`].
     async fn engine(&self) -> Option<&TxBridge> {
-        if let Some(engine) = self.engine.get() {
-            return Some(engine);
-        }
-        {
-            let now = Instant::now();
-            let mut next = self.next_attempt.lock().unwrap_or_else(|e| e.into_inner());
-            if now < *next {
-                return None;
-            }
-            *next = now + RESTART_INTERVAL;
-        }
-        let built = self.engine.get_or_try_init(|| async {
-            let key = std::env::var(SIGNING_KEY_VAR).ok();
-            build(config_from_env()?, key.as_deref()).await
-        });
-        match built.await {
-            Ok(engine) => {
-                let config = engine.config();
-                tracing::info!(issuer = %config.issuer(), clusters = config.clusters().len(), "txbridge started");
-                Some(engine)
-            }
-            Err(e) => {
-                // The interval runs from the end of the attempt: one that waited out a silent
-                // KMS must not be followed at once by another.
-                *self.next_attempt.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Instant::now() + RESTART_INTERVAL;
-                tracing::error!(error = %e, retry_in_s = RESTART_INTERVAL.as_secs(), "txbridge failed to start");
-                None
-            }
-        }
+        self.startup
+            .engine(|| async {
+                let key = std::env::var(SIGNING_KEY_VAR).ok();
+                build(config_from_env()?, key.as_deref()).await
+            })
+            .await
     }
 
     /// One event through the core, or the 503 of a function that could not start. A panic
@@ -144,56 +109,6 @@ impl Function {
             tracing::error!("the request panicked; answered 503");
             to_lambda_response(txbridge_core::unavailable_response())
         })
-    }
-}
-
-/// Logs of dependencies are kept at `info` and above, whatever `RUST_LOG` says: their debug and
-/// trace events carry request and response bodies (lambda_runtime's "raw JSON event received
-/// from Lambda" holds the whole event, subject token included; the AWS SDK's hold KMS
-/// responses). txbridge's own events never carry a token or key, at any level.
-pub fn log_allowed(metadata: &Metadata<'_>) -> bool {
-    metadata.target().starts_with("txbridge") || *metadata.level() <= Level::INFO
-}
-
-/// The function's log subscriber: one JSON line per event to `writer`, in txbridge's one log
-/// shape (`txbridge_core::log_line`; the token endpoint's line is also a CloudWatch Embedded
-/// Metric Format record), `filter` within [`log_allowed`]. `filter` is `RUST_LOG`'s
-/// level-per-target form (`info`, `debug,txbridge_core=trace`); one that does not parse means
-/// `info`.
-pub fn subscriber<W>(filter: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
-where
-    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
-{
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::{Layer as _, filter};
-    let env = filter
-        .parse::<filter::Targets>()
-        .unwrap_or_else(|_| filter::Targets::new().with_default(Level::INFO));
-    tracing_subscriber::registry().with(
-        JsonLines(writer)
-            .with_filter(env)
-            .with_filter(filter::filter_fn(log_allowed)),
-    )
-}
-
-/// Writes each event as one JSON line.
-struct JsonLines<W>(W);
-
-impl<S, W> tracing_subscriber::Layer<S> for JsonLines<W>
-where
-    S: tracing::Subscriber,
-    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
-{
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        use std::io::Write as _;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let mut out = txbridge_core::log_line(event, now_ms)
-            .into_string()
-            .into_bytes();
-        out.push(b'\n');
-        let _ = self.0.make_writer().write_all(&out);
     }
 }
 
@@ -215,11 +130,7 @@ pub fn to_core_request(req: Request, base_path: Option<&str>) -> http::Request<V
         let path = if rest.is_empty() { "/" } else { rest };
         parts.uri = path.parse().unwrap_or_default();
     }
-    parts.extensions = http::Extensions::new();
-    if let Some(ip) = ip.and_then(|ip| ip.parse().ok()) {
-        parts.extensions.insert(ClientIp(ip));
-    }
-    http::Request::from_parts(parts, body.to_vec())
+    ClientIp::request(parts, body.to_vec(), ip.and_then(|ip| ip.parse().ok()))
 }
 
 /// Converts the core's response into a lambda_http response (JSON bodies as text).

@@ -1,11 +1,10 @@
 //! What the Worker builds once per isolate, and the request rules that do not need the runtime.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use txbridge_core::{Config, ConfigError, TxBridge};
 use txbridge_jose::{AsyncRuntime, Clock, HttpClient};
-use txbridge_signer::{LocalSigner, SIGNING_KEY_VAR, SetupError, Signer, SignerKind};
+use txbridge_signer::{LocalSigner, SetupError, Signer};
 
 /// The var holding the TOML config document.
 pub const CONFIG_VAR: &str = "TXBRIDGE_CONFIG";
@@ -22,10 +21,6 @@ pub enum InitError {
     MissingConfig,
     #[error("invalid {CONFIG_VAR}: {0}")]
     Config(#[from] ConfigError),
-    #[error(
-        "[signer] kind = \"{0}\" is not supported by the Worker: use kind = \"local\" and the {SIGNING_KEY_VAR} secret"
-    )]
-    SignerNotSupported(&'static str),
     #[error("{0}")]
     Signer(#[from] SetupError),
 }
@@ -42,24 +37,9 @@ pub async fn build(
 ) -> Result<TxBridge, InitError> {
     let config = Config::from_toml_str(config_toml.ok_or(InitError::MissingConfig)?)?;
     // Only the in-binary key: a KMS signer would need the AWS SDK, which the Worker never links.
-    let kind = &config.signer().kind;
-    if *kind != SignerKind::Local {
-        return Err(InitError::SignerNotSupported(kind.as_str()));
-    }
-    let keys = config.signer().key_set(signing_key, wrap).await?;
+    let keys = config.signer().local_key_set(signing_key, wrap).await?;
     let (http, clock, runtime) = ports;
     Ok(TxBridge::new(config, keys, http, clock, runtime))
-}
-
-/// The client address from `CF-Connecting-IP`, when present and well-formed.
-pub fn client_ip(headers: &http::HeaderMap) -> Option<IpAddr> {
-    headers
-        .get(CONNECTING_IP_HEADER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// Native only: the test doubles (txbridge-test-support) are not built for wasm32.
@@ -145,10 +125,10 @@ mod tests {
                 matches!(e, InitError::Config(_))
             }),
             ("kms signer", Some(&kms), Some(&key), |e| {
-                matches!(e, InitError::SignerNotSupported("kms"))
+                matches!(e, InitError::Signer(SetupError::LocalOnly("kms")))
             }),
             ("kms-wrapped signer", Some(&wrapped), Some(&key), |e| {
-                matches!(e, InitError::SignerNotSupported("kms-wrapped"))
+                matches!(e, InitError::Signer(SetupError::LocalOnly("kms-wrapped")))
             }),
             ("no key", Some(&local), None, |e| {
                 matches!(e, InitError::Signer(SetupError::MissingLocalKey))
@@ -175,28 +155,5 @@ mod tests {
         let message = err.to_string();
         assert!(!message.contains("c2VjcmV0"), "{message}");
         assert!(message.contains("TXBRIDGE_SIGNING_KEY"), "{message}");
-    }
-
-    #[test]
-    fn client_ip_from_cf_connecting_ip() {
-        let headers = |name: &'static str, value: &str| {
-            let mut h = http::HeaderMap::new();
-            h.insert(name, http::HeaderValue::from_str(value).unwrap());
-            h
-        };
-        let cases: &[(&str, &str, Option<&str>)] = &[
-            ("v4", "203.0.113.7", Some("203.0.113.7")),
-            ("v6", "2001:db8::1", Some("2001:db8::1")),
-            ("spaces", " 198.51.100.2 ", Some("198.51.100.2")),
-            ("not an address", "example.com", None),
-            ("a list is not one address", "203.0.113.7, 10.0.0.1", None),
-            ("empty", "", None),
-        ];
-        for (name, value, want) in cases {
-            let got = client_ip(&headers("cf-connecting-ip", value));
-            assert_eq!(got, want.map(|w| w.parse().unwrap()), "{name}");
-        }
-        assert_eq!(client_ip(&http::HeaderMap::new()), None);
-        assert_eq!(client_ip(&headers("x-forwarded-for", "203.0.113.7")), None);
     }
 }
