@@ -31,34 +31,6 @@ enum Envoy {
     Http,
 }
 
-fn cluster(name: &str, addr: SocketAddr, h2: bool) -> String {
-    let h2 = if h2 {
-        r#"
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {}"#
-    } else {
-        ""
-    };
-    format!(
-        r#"
-  - name: {name}
-    type: STATIC
-    connect_timeout: 1s{h2}
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: {ip}, port_value: {port} }}"#,
-        ip = addr.ip(),
-        port = addr.port()
-    )
-}
-
 fn envoy_config(
     mode: Envoy,
     front: SocketAddr,
@@ -118,36 +90,7 @@ fn envoy_config(
         Envoy::Grpc => (gate.grpc, true),
         _ => (gate.http, false),
     };
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: front
-    address:
-      socket_address: {{ address: {ip}, port_value: {port} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: front
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: upstream }}
-          http_filters:{filter}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:{up}{gate}
-"#,
-        ip = front.ip(),
-        port = front.port(),
-        up = cluster("upstream", up, false),
-        gate = cluster("gate", gate_addr, h2),
-    )
+    support::envoy_config(front, &filter, up, gate_addr, h2)
 }
 
 fn start_envoy(
@@ -177,42 +120,8 @@ fn start_envoy(
 
 /// nginx -> upstream with no auth.
 fn start_nginx_plain(nginx: &Path, up: SocketAddr) -> (Proc, SocketAddr, TempDir) {
-    let dir = TempDir::new("bench-nginx");
-    let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let w = dir.path().display().to_string();
-    let conf = format!(
-        r#"daemon off;
-master_process off;
-pid {w}/nginx.pid;
-error_log {w}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {w}/body;
-  proxy_temp_path {w}/proxy;
-  fastcgi_temp_path {w}/fastcgi;
-  uwsgi_temp_path {w}/uwsgi;
-  scgi_temp_path {w}/scgi;
-  server {{
-    listen {front};
-    location / {{ proxy_pass http://{up}; }}
-  }}
-}}
-"#
-    );
-    let path = dir.path().join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let proc = start_proxy(
-        "nginx",
-        Command::new(nginx)
-            .arg("-c")
-            .arg(&path)
-            .arg("-p")
-            .arg(dir.path()),
-        front,
-        &dir.path().join("nginx.out"),
-    );
-    (proc, front, dir)
+    let locations = format!("    location / {{ proxy_pass http://{up}; }}\n");
+    start_nginx_with(nginx, "bench-nginx", &locations)
 }
 
 /// A keep-alive HTTP/1.1 client (reconnects when the server closes).

@@ -357,33 +357,6 @@ enum ExtAuthz {
 }
 
 fn envoy_config(mode: ExtAuthz, front: SocketAddr, gate: &GateProc, up: SocketAddr) -> String {
-    let cluster = |name: &str, addr: SocketAddr, h2: bool| {
-        let h2 = if h2 {
-            r#"
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {}"#
-        } else {
-            ""
-        };
-        format!(
-            r#"
-  - name: {name}
-    type: STATIC
-    connect_timeout: 1s{h2}
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: {ip}, port_value: {port} }}"#,
-            ip = addr.ip(),
-            port = addr.port()
-        )
-    };
     let authz = match mode {
         ExtAuthz::Http => r#"
               # A 5xx of the gate (no keys at all) is an error to Envoy: answer it as 503.
@@ -410,41 +383,15 @@ fn envoy_config(mode: ExtAuthz, front: SocketAddr, gate: &GateProc, up: SocketAd
         ExtAuthz::Http => (gate.http, false),
         ExtAuthz::Grpc => (gate.grpc, true),
     };
-    format!(
-        r#"static_resources:
-  listeners:
-  - name: front
-    address:
-      socket_address: {{ address: {ip}, port_value: {port} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: front
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: upstream }}
-          http_filters:
+    let filter = format!(
+        r#"
           - name: envoy.filters.http.ext_authz
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
               transport_api_version: V3
-              failure_mode_allow: false{authz}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:{up}{gate}
-"#,
-        ip = front.ip(),
-        port = front.port(),
-        up = cluster("upstream", up, false),
-        gate = cluster("gate", gate_addr, h2),
-    )
+              failure_mode_allow: false{authz}"#
+    );
+    support::envoy_config(front, &filter, up, gate_addr, h2)
 }
 
 fn envoy(mode: ExtAuthz) {

@@ -589,9 +589,6 @@ pub fn map(headers: &[(String, String)]) -> BTreeMap<String, String> {
 /// nginx on a free loopback port: `auth_request` to the gate's `/auth`, the four
 /// `X-Txbridge-*` answers forwarded, then `proxy_pass` to `up`. Stopped when the `Proc` drops.
 pub fn start_nginx(nginx: &Path, gate: SocketAddr, up: SocketAddr) -> (Proc, SocketAddr, TempDir) {
-    let dir = TempDir::new("nginx");
-    let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let w = dir.path().display().to_string();
     let pass: String = ["txn", "sub", "scope", "req_wl"]
         .iter()
         .map(|h| {
@@ -601,6 +598,30 @@ pub fn start_nginx(nginx: &Path, gate: SocketAddr, up: SocketAddr) -> (Proc, Soc
             )
         })
         .collect();
+    let locations = format!(
+        r#"    location = /_auth {{
+      internal;
+      proxy_pass http://{gate}/auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Method $request_method;
+    }}
+    location / {{
+      auth_request /_auth;
+{pass}      proxy_pass http://{up};
+    }}
+"#
+    );
+    start_nginx_with(nginx, "nginx", &locations)
+}
+
+/// nginx on a free loopback port, in the foreground with its files in a temporary directory,
+/// one server whose `locations` are given (each line indented by four spaces).
+pub fn start_nginx_with(nginx: &Path, name: &str, locations: &str) -> (Proc, SocketAddr, TempDir) {
+    let dir = TempDir::new(name);
+    let front: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let w = dir.path().display().to_string();
     let conf = format!(
         r#"daemon off;
 master_process off;
@@ -616,19 +637,7 @@ http {{
   scgi_temp_path {w}/scgi;
   server {{
     listen {front};
-    location = /_auth {{
-      internal;
-      proxy_pass http://{gate}/auth;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-    }}
-    location / {{
-      auth_request /_auth;
-{pass}      proxy_pass http://{up};
-    }}
-  }}
+{locations}  }}
 }}
 "#
     );
@@ -645,4 +654,75 @@ http {{
         &dir.path().join("nginx.out"),
     );
     (proc, front, dir)
+}
+
+/// An Envoy static config: a listener on `front` routing everything to the cluster `upstream`
+/// (`up`, HTTP/1.1) through `http_filters` (YAML list items at the filters' indentation; the
+/// router is appended), and the cluster `gate` (`gate`, HTTP/2 when `gate_h2`: gRPC).
+pub fn envoy_config(
+    front: SocketAddr,
+    http_filters: &str,
+    up: SocketAddr,
+    gate: SocketAddr,
+    gate_h2: bool,
+) -> String {
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: front
+    address:
+      socket_address: {{ address: {ip}, port_value: {port} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: front
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:{http_filters}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:{up}{gate}
+"#,
+        ip = front.ip(),
+        port = front.port(),
+        up = envoy_cluster("upstream", up, false),
+        gate = envoy_cluster("gate", gate, gate_h2),
+    )
+}
+
+/// One static cluster of one loopback endpoint.
+fn envoy_cluster(name: &str, addr: SocketAddr, h2: bool) -> String {
+    let h2 = if h2 {
+        r#"
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}"#
+    } else {
+        ""
+    };
+    format!(
+        r#"
+  - name: {name}
+    type: STATIC
+    connect_timeout: 1s{h2}
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: {ip}, port_value: {port} }}"#,
+        ip = addr.ip(),
+        port = addr.port()
+    )
 }
