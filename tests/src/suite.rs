@@ -309,25 +309,9 @@ pub struct Started {
 /// Starts a harness with `clusters` and the Lambda under `cargo lambda watch` (trace logs, for
 /// the leak check) with the harness's config passed through `config`.
 pub fn start_lambda_env(clusters: &[&str], config: fn(&str) -> String) -> anyhow::Result<Started> {
-    let _busy = shared();
-    let harness = Harness::start(clusters)?;
-    let port = crate::free_port();
-    let issuer = crate::procs::lambda_base_url(port);
-    let (toml, key) = harness.config(&issuer)?;
-    let config = config(&toml);
-    let (running, log, dir) =
-        crate::procs::start_lambda(port, &config, &key, &[("RUST_LOG", TRACE)])?;
-    let f = Function {
-        base_url: running.base_url.clone(),
-        issuer,
-        logs: vec![log],
-        shell: Shell::Lambda,
-        config,
-    };
-    Ok(Started {
-        env: Env::new(harness, f, key),
-        _function: running,
-        _dir: Some(dir),
+    let issuer = crate::procs::lambda_base_url;
+    start_lambda_like(clusters, config, issuer, |port, config, key, env| {
+        crate::procs::start_lambda(port, config, key, env)
     })
 }
 
@@ -339,19 +323,30 @@ pub fn start_lambda_emulated_env(
     clusters: &[&str],
     config: fn(&str) -> String,
 ) -> anyhow::Result<Started> {
+    let issuer = crate::procs::emulated_base_url;
+    start_lambda_like(clusters, config, issuer, |port, config, key, env| {
+        crate::procs::start_lambda_emulated(port, bootstrap, config, key, env)
+    })
+}
+
+/// What a started Lambda process is: its handle, its log file, its directory.
+type LambdaProc = (crate::Running, std::path::PathBuf, crate::procs::TempDir);
+
+/// A harness with `clusters`, and a Lambda on a free port (`issuer_of` the port: its issuer)
+/// started by `start` with the config, the key and `RUST_LOG` at trace.
+fn start_lambda_like(
+    clusters: &[&str],
+    config: fn(&str) -> String,
+    issuer_of: fn(u16) -> String,
+    start: impl FnOnce(u16, &str, &str, &[(&str, &str)]) -> anyhow::Result<LambdaProc>,
+) -> anyhow::Result<Started> {
     let _busy = shared();
     let harness = Harness::start(clusters)?;
     let port = crate::free_port();
-    let issuer = crate::procs::emulated_base_url(port);
+    let issuer = issuer_of(port);
     let (toml, key) = harness.config(&issuer)?;
     let config = config(&toml);
-    let (running, log, dir) = crate::procs::start_lambda_emulated(
-        port,
-        bootstrap,
-        &config,
-        &key,
-        &[("RUST_LOG", TRACE)],
-    )?;
+    let (running, log, dir) = start(port, &config, &key, &[("RUST_LOG", TRACE)])?;
     let f = Function {
         base_url: running.base_url.clone(),
         issuer,
