@@ -113,7 +113,7 @@ impl Function {
 }
 
 /// The core's request for an event: the body, the path without a configured base path
-/// (`/tts/token` -> `/token`, on a whole segment only), the caller's address as [`ClientIp`].
+/// (`/tts/token` -> `/token`, on a whole segment only; the query kept), the caller's address as [`ClientIp`].
 pub fn to_core_request(req: Request, base_path: Option<&str>) -> http::Request<Vec<u8>> {
     let ip = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
@@ -128,7 +128,8 @@ pub fn to_core_request(req: Request, base_path: Option<&str>) -> http::Request<V
         && (rest.is_empty() || rest.starts_with('/'))
     {
         let path = if rest.is_empty() { "/" } else { rest };
-        parts.uri = path.parse().unwrap_or_default();
+        let query = parts.uri.query().map_or(String::new(), |q| format!("?{q}"));
+        parts.uri = format!("{path}{query}").parse().unwrap_or_default();
     }
     ClientIp::request(parts, body.to_vec(), ip.and_then(|ip| ip.parse().ok()))
 }

@@ -130,7 +130,8 @@ async fn api_gateway_v1_stage_and_base64_body() {
     assert_eq!(doc, jwks);
 }
 
-/// A custom-domain base path mapping (`TXBRIDGE_BASE_PATH`) is stripped on a whole segment only.
+/// A custom-domain base path mapping (`TXBRIDGE_BASE_PATH`) is stripped on a whole segment only;
+/// the query string stays.
 #[test]
 fn base_path_is_stripped_on_a_whole_segment() {
     let cases = [
@@ -140,13 +141,21 @@ fn base_path_is_stripped_on_a_whole_segment() {
         ("/tts", Some("/tts"), "/"),
         ("/ttsx/token", Some("/tts"), "/ttsx/token"),
         ("/token", Some(""), "/token"),
+        (
+            "/tts/.well-known/jwks.json?v=2",
+            Some("/tts"),
+            "/.well-known/jwks.json?v=2",
+        ),
+        ("/tts?v=2", Some("/tts"), "/?v=2"),
+        ("/token?v=2", None, "/token?v=2"),
     ];
     for (path, base, want) in cases {
         let req = lambda_http::http::Request::get(path)
             .body(lambda_http::Body::Empty)
             .unwrap();
         let got = txbridge_lambda::to_core_request(req, base);
-        assert_eq!(got.uri().path(), want, "{path} {base:?}");
+        let got = got.uri().path_and_query().map(|p| p.as_str());
+        assert_eq!(got, Some(want), "{path} {base:?}");
     }
 }
 
