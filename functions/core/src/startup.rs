@@ -6,6 +6,8 @@ use std::future::Future;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use txbridge_jose::Clock;
+
 use crate::service::TxBridge;
 
 /// How long after a failed start a shell tries again (on a request).
@@ -16,21 +18,29 @@ pub const RESTART_INTERVAL: Duration = Duration::from_secs(5);
 /// contract's 503 with `Retry-After` (no token, nothing about the cause; the cause is logged once
 /// per attempt). Requests that find no engine and no recent failure build one each, at once (a
 /// Worker request may not await another's I/O); the first built stays.
-#[derive(Debug)]
 pub struct Startup {
     engine: OnceLock<TxBridge>,
     /// Unix milliseconds before which no new attempt is made (after a failed one).
     retry_at: Mutex<u64>,
-    now_ms: fn() -> u64,
+    clock: &'static dyn Clock,
+}
+
+impl std::fmt::Debug for Startup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Startup")
+            .field("engine", &self.engine.get())
+            .field("retry_at", &self.retry_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Startup {
-    /// `now_ms`: the clock (Unix milliseconds) that spaces the attempts.
-    pub const fn new(now_ms: fn() -> u64) -> Startup {
+    /// `clock` spaces the attempts (the shell's clock port).
+    pub const fn new(clock: &'static dyn Clock) -> Startup {
         Startup {
             engine: OnceLock::new(),
             retry_at: Mutex::new(0),
-            now_ms,
+            clock,
         }
     }
 
@@ -44,25 +54,26 @@ impl Startup {
         if let Some(engine) = self.engine.get() {
             return Some(engine);
         }
-        if (self.now_ms)() < *self.retry_at.lock().unwrap_or_else(|e| e.into_inner()) {
+        if self.clock.now_millis() < *self.retry_at.lock().unwrap_or_else(|e| e.into_inner()) {
             return None;
         }
         match build().await {
             Ok(built) => {
-                let config = (
-                    built.config().issuer().to_owned(),
-                    built.config().clusters().len(),
-                );
-                if self.engine.set(built).is_ok() {
-                    tracing::info!(issuer = %config.0, clusters = config.1, "txbridge started");
+                let stored = self.engine.set(built).is_ok();
+                let engine = self.engine.get()?;
+                if stored {
+                    let config = engine.config();
+                    tracing::info!(issuer = %config.issuer(), clusters = config.clusters().len(), "txbridge started");
                 }
-                self.engine.get()
+                Some(engine)
             }
             Err(e) => {
                 // The interval runs from the end of the attempt: one that waited out a silent
                 // KMS must not be followed at once by another.
-                *self.retry_at.lock().unwrap_or_else(|e| e.into_inner()) =
-                    (self.now_ms)().saturating_add(RESTART_INTERVAL.as_millis() as u64);
+                *self.retry_at.lock().unwrap_or_else(|e| e.into_inner()) = self
+                    .clock
+                    .now_millis()
+                    .saturating_add(RESTART_INTERVAL.as_millis() as u64);
                 tracing::error!(error = %e, retry_in_s = RESTART_INTERVAL.as_secs(), "txbridge failed to start");
                 None
             }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Metadata, Subscriber, span};
+use txbridge_jose::Clock;
 
 use crate::logline::{LogLine, log_line};
 
@@ -94,12 +95,12 @@ impl LogFilter {
     }
 }
 
-/// The subscriber: every event [`LogFilter`] lets through, as its [`LogLine`] (stamped with
-/// `now_ms`, Unix milliseconds), to `sink` with its level. Spans get ids, so instrumented code
+/// The subscriber: every event [`LogFilter`] lets through, as its [`LogLine`] (stamped by
+/// `clock`, the shell's clock port), to `sink` with its level. Spans get ids, so instrumented code
 /// runs, but nothing of them is recorded.
 pub struct LineSubscriber<F> {
     filter: LogFilter,
-    now_ms: fn() -> u64,
+    clock: &'static dyn Clock,
     sink: F,
     next_span: AtomicU64,
 }
@@ -113,10 +114,10 @@ impl<F> std::fmt::Debug for LineSubscriber<F> {
 }
 
 impl<F: Fn(Level, LogLine) + 'static> LineSubscriber<F> {
-    pub fn new(filter: LogFilter, now_ms: fn() -> u64, sink: F) -> Self {
+    pub fn new(filter: LogFilter, clock: &'static dyn Clock, sink: F) -> Self {
         LineSubscriber {
             filter,
-            now_ms,
+            clock,
             sink,
             next_span: AtomicU64::new(1),
         }
@@ -141,7 +142,10 @@ impl<F: Fn(Level, LogLine) + 'static> Subscriber for LineSubscriber<F> {
     fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        (self.sink)(*event.metadata().level(), log_line(event, (self.now_ms)()));
+        (self.sink)(
+            *event.metadata().level(),
+            log_line(event, self.clock.now_millis()),
+        );
     }
 
     fn enter(&self, _: &span::Id) {}
@@ -160,7 +164,7 @@ mod tests {
         let sink = out.clone();
         let subscriber = LineSubscriber::new(
             LogFilter::parse(spec),
-            || 1_800_000_000_000,
+            &txbridge_jose::SystemClock,
             move |_, line: LogLine| {
                 let mut out = sink.lock().unwrap();
                 out.push_str(line.as_str());

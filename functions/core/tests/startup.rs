@@ -8,21 +8,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::executor::block_on;
 use txbridge_core::{RESTART_INTERVAL, Startup, TxBridge};
+use txbridge_jose::Clock;
 use txbridge_test_support::World;
 
-static NOW_MS: AtomicU64 = AtomicU64::new(1_700_000_000_000);
+/// A clock with millisecond steps (the test-support clock moves in seconds).
+struct MillisClock(AtomicU64);
 
-fn now_ms() -> u64 {
-    NOW_MS.load(Ordering::SeqCst)
+impl Clock for MillisClock {
+    fn now(&self) -> u64 {
+        self.now_millis() / 1000
+    }
+
+    fn now_millis(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
+static CLOCK: MillisClock = MillisClock(AtomicU64::new(1_700_000_000_000));
+
 fn advance(ms: u64) {
-    NOW_MS.fetch_add(ms, Ordering::SeqCst);
+    CLOCK.0.fetch_add(ms, Ordering::SeqCst);
 }
 
 #[test]
 fn a_failed_start_is_retried_after_the_interval_and_a_built_engine_stays() {
-    let startup = Startup::new(now_ms);
+    let startup = Startup::new(&CLOCK);
     let attempts = Cell::new(0);
     let fail = || {
         attempts.set(attempts.get() + 1);

@@ -73,13 +73,8 @@ pub struct Function {
 impl Function {
     /// Tries to build the engine from the environment once, now.
     pub async fn start() -> Function {
-        let now_ms = || {
-            std::time::UNIX_EPOCH
-                .elapsed()
-                .map_or(0, |d| d.as_millis() as u64)
-        };
         let function = Function {
-            startup: Startup::new(now_ms),
+            startup: Startup::new(&SystemClock),
             base_path: std::env::var("TXBRIDGE_BASE_PATH").ok(),
         };
         function.engine().await;

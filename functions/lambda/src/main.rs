@@ -4,20 +4,20 @@ use std::io::Write as _;
 
 use lambda_http::{Request, service_fn};
 use txbridge_core::{LineSubscriber, LogFilter};
+use txbridge_jose::SystemClock;
 use txbridge_lambda::Function;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     // One JSON line per event on stdout (the token endpoint's is also a CloudWatch EMF record).
     let filter = LogFilter::parse(&std::env::var("RUST_LOG").unwrap_or_default());
-    let now_ms = || {
-        std::time::UNIX_EPOCH
-            .elapsed()
-            .map_or(0, |d| d.as_millis() as u64)
-    };
-    tracing::subscriber::set_global_default(LineSubscriber::new(filter, now_ms, |_, line| {
-        let _ = writeln!(std::io::stdout().lock(), "{}", line.as_str());
-    }))?;
+    tracing::subscriber::set_global_default(LineSubscriber::new(
+        filter,
+        &SystemClock,
+        |_, line| {
+            let _ = writeln!(std::io::stdout().lock(), "{}", line.as_str());
+        },
+    ))?;
 
     // A function that cannot start yet (KMS unreachable, a bad config) keeps serving 503s and
     // tries again on later requests, rather than failing every invocation with a crash.

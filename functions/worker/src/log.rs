@@ -6,6 +6,7 @@ use std::cell::RefCell;
 
 use tracing::Level;
 use txbridge_core::{LineSubscriber, LogFilter, LogLine};
+use txbridge_jose::DateClock;
 use worker::{AnalyticsEngineDataPointBuilder, AnalyticsEngineDataset, Env};
 
 /// Optional var with the most verbose level logged (`error` .. `trace`, or `RUST_LOG`'s
@@ -23,8 +24,7 @@ thread_local! {
 pub fn init(env: &Env) {
     let level = env.var(LEVEL_VAR).ok().map(|v| v.to_string());
     let filter = LogFilter::parse(level.as_deref().unwrap_or_default());
-    let now_ms = || js_sys::Date::now().max(0.0) as u64;
-    let _ = tracing::subscriber::set_global_default(LineSubscriber::new(filter, now_ms, write));
+    let _ = tracing::subscriber::set_global_default(LineSubscriber::new(filter, &DateClock, write));
     DATASET.with(|d| *d.borrow_mut() = env.analytics_engine(METRICS_BINDING).ok());
 }
 

@@ -13,7 +13,7 @@ use crate::webcrypto::{WebCryptoSigner, WebCryptoVerifier};
 
 // One engine per isolate, built on its first request (bindings are only available inside a
 // request) and shared by all later ones; while building fails, tried again every 5 s.
-static ENGINE: Startup = Startup::new(|| js_sys::Date::now().max(0.0) as u64);
+static ENGINE: Startup = Startup::new(&DateClock);
 
 async fn engine(env: &Env) -> Option<&'static TxBridge> {
     let var = |name| env.var(name).ok().map(|v| v.to_string());
