@@ -538,26 +538,21 @@ fn cold_start(runs: usize) -> anyhow::Result<Value> {
     Ok(Value::Object(out))
 }
 
-/// The `q` quantile (0..=1, nearest rank) of `v`, sorted in place.
-fn quantile(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((v.len() - 1) as f64 * q).round() as usize;
-    v[i.min(v.len() - 1)]
-}
-
-/// p10, p25, median, p75, p90 of `v`.
+/// p10, p25, median, p75, p90 of `v` (nearest rank).
 fn spread(v: &[f64]) -> Value {
     let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        let i = ((v.len().max(1) - 1) as f64 * q).round() as usize;
+        v.get(i).copied().unwrap_or(f64::NAN)
+    };
     json!({
         "n": v.len(),
-        "p10": quantile(&mut v, 0.10),
-        "p25": quantile(&mut v, 0.25),
-        "median": quantile(&mut v, 0.50),
-        "p75": quantile(&mut v, 0.75),
-        "p90": quantile(&mut v, 0.90),
+        "p10": quantile(0.10),
+        "p25": quantile(0.25),
+        "median": quantile(0.50),
+        "p75": quantile(0.75),
+        "p90": quantile(0.90),
     })
 }
 

@@ -309,10 +309,8 @@ pub struct Started {
 /// Starts a harness with `clusters` and the Lambda under `cargo lambda watch` (trace logs, for
 /// the leak check) with the harness's config passed through `config`.
 pub fn start_lambda_env(clusters: &[&str], config: fn(&str) -> String) -> anyhow::Result<Started> {
-    let issuer = crate::procs::lambda_base_url;
-    start_lambda_like(clusters, config, issuer, |port, config, key, env| {
-        crate::procs::start_lambda(port, config, key, env)
-    })
+    use crate::procs::{lambda_base_url, start_lambda};
+    start_lambda_like(clusters, config, lambda_base_url, start_lambda)
 }
 
 /// The same for a Lambda bootstrap built for aarch64, run under `qemu-aarch64` behind
